@@ -1,0 +1,358 @@
+//! Owns `logsentry analyze`: reads each file block by block, parses and mines
+//! templates in parallel, appends every block to DuckDB in one transaction,
+//! refuses to load the same content twice (unless `--replace`), and prints a
+//! summary (text, or JSON with `--json`).
+
+use crate::config::Config;
+use crate::detect::Scope;
+use crate::ingest::{parse_block, ParseSettings};
+use crate::parse::{detect, FormatChoice};
+use crate::source::{fingerprint, Source};
+use crate::store::{RunTotals, Store};
+use crate::template::{Miner, DEFAULT_SIMILARITY};
+use anyhow::{Context, Result};
+use clap::Args;
+use serde::Serialize;
+use std::io::IsTerminal;
+use std::time::Instant;
+
+/// Load log files into DuckDB and summarise them.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  logsentry analyze app.log\n  logsentry analyze access.log.gz --format combined --db web.duckdb\n  zcat old.log.gz | logsentry analyze - --json\n  logsentry analyze svc.log --format 'pattern:<ts> <level> <component>: <message>'"
+)]
+pub struct AnalyzeArgs {
+    /// Log files; `-` reads stdin; `.gz` is decompressed.
+    #[arg(required = true)]
+    pub files: Vec<String>,
+    /// Database file (default: config `db`, logsentry.duckdb).
+    #[arg(long)]
+    pub db: Option<String>,
+    /// auto | json | logfmt | combined | syslog | plain | regex:RE | pattern:P
+    #[arg(long, default_value = "auto")]
+    pub format: FormatChoice,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Load a file again even if the same content was loaded before (the
+    /// earlier copy is deleted first).
+    #[arg(long)]
+    pub replace: bool,
+    /// Only load; skip features and anomaly detection.
+    #[arg(long)]
+    pub no_detect: bool,
+    #[command(flatten)]
+    pub detect: super::detect::DetectOpts,
+}
+
+/// What happened to one input.
+#[derive(Debug, Serialize, Default)]
+pub struct FileSummary {
+    pub source: String,
+    pub format: Option<String>,
+    pub run_id: Option<i64>,
+    pub lines_read: u64,
+    pub lines_stored: u64,
+    pub lines_rejected: u64,
+    pub bytes_read: u64,
+    /// Set when this content was loaded before and skipped.
+    pub already_loaded: Option<String>,
+    /// The earlier run holding this content, when skipped.
+    pub prior_run_id: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// The `analyze` summary (also its `--json` output).
+#[derive(Debug, Serialize, Default)]
+pub struct Summary {
+    pub db: String,
+    pub files: Vec<FileSummary>,
+    pub lines_read: u64,
+    pub lines_stored: u64,
+    pub lines_rejected: u64,
+    pub bytes_read: u64,
+    pub first_ts: Option<String>,
+    pub last_ts: Option<String>,
+    pub services: Vec<String>,
+    pub formats: Vec<String>,
+    pub templates_total: usize,
+    pub templates_new: usize,
+    pub seconds: f64,
+    pub lines_per_sec: f64,
+    pub mb_per_sec: f64,
+    /// Anomalies and rare lines of the loaded content (absent with --no-detect).
+    #[serde(flatten)]
+    pub detection: Option<crate::detect::Detection>,
+}
+
+fn progress_bar(total: Option<u64>, name: &str) -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let pb = match total {
+        Some(t) => indicatif::ProgressBar::new(t),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    pb.set_message(name.to_string());
+    Some(pb)
+}
+
+/// Loads one source into the store. Errors are returned for the caller to report.
+fn load_one(
+    store: &Store,
+    miner: &mut Miner,
+    path: &str,
+    args: &AnalyzeArgs,
+    cfg: &Config,
+    year: i64,
+) -> Result<FileSummary> {
+    let mut src = Source::open(path)?;
+    let mut sum = FileSummary {
+        source: src.name.clone(),
+        ..Default::default()
+    };
+    let Some(first) = src.next_block(cfg.ingest.block_bytes)? else {
+        sum.error = None;
+        sum.format = None;
+        return Ok(sum);
+    };
+    let fp = fingerprint(&first, src.size_on_disk);
+    if let Some(prior) = store.find_loaded(&fp)? {
+        if !args.replace {
+            sum.already_loaded = Some(format!(
+                "already loaded as run {} from {} at {} ({} lines); use --replace to load it again",
+                prior.run_id, prior.source, prior.finished_at, prior.lines_stored
+            ));
+            sum.prior_run_id = Some(prior.run_id);
+            return Ok(sum);
+        }
+    }
+    // drop earlier copies: replaced ones, and unfinished runs of a crash
+    for old in store.runs_with_fingerprint(&fp)? {
+        for (template_id, n) in store.delete_run(old)? {
+            miner.forget(template_id, n as u64);
+        }
+    }
+    let format = match &args.format {
+        FormatChoice::Fixed(f) => f.clone(),
+        FormatChoice::Auto => {
+            let head = &first[..first.len().min(64 << 10)];
+            let text = String::from_utf8_lossy(head);
+            let sample: Vec<&str> = text.lines().take(64).collect();
+            detect(&sample, year)
+        }
+    };
+    sum.format = Some(format.name());
+    let run_id = store.begin_run("analyze", &src.name, Some(&fp), &format.name())?;
+    sum.run_id = Some(run_id);
+    let settings = ParseSettings {
+        format,
+        year,
+        max_line_bytes: cfg.ingest.max_line_bytes,
+    };
+    let pb = progress_bar(
+        if path.ends_with(".gz") {
+            None
+        } else {
+            src.size_on_disk
+        },
+        &src.name,
+    );
+    let mut next_line = 1i64;
+    let mut block = Some(first);
+    let result = (|| -> Result<()> {
+        while let Some(b) = block.take() {
+            let parsed = parse_block(&b, next_line, &settings, miner);
+            store
+                .append_block(run_id, &src.name, &parsed)
+                .with_context(|| format!("storing lines of {}", src.name))?;
+            next_line += parsed.lines_read as i64;
+            sum.lines_read += parsed.lines_read;
+            sum.lines_stored += parsed.stored() as u64;
+            sum.lines_rejected += parsed.rejects.len() as u64;
+            sum.bytes_read += b.len() as u64;
+            if let Some(pb) = &pb {
+                pb.inc(b.len() as u64);
+            }
+            drop(b);
+            block = src.next_block(cfg.ingest.block_bytes)?;
+        }
+        Ok(())
+    })();
+    if let Some(pb) = &pb {
+        pb.finish_and_clear();
+    }
+    let totals = RunTotals {
+        lines_read: sum.lines_read,
+        lines_stored: sum.lines_stored,
+        lines_rejected: sum.lines_rejected,
+        bytes_read: sum.bytes_read,
+    };
+    match result {
+        Ok(()) => {
+            store.finish_run(run_id, "done", &totals)?;
+            Ok(sum)
+        }
+        Err(e) => {
+            let _ = store.finish_run(run_id, "failed", &totals);
+            Err(e)
+        }
+    }
+}
+
+/// Loads `args.files`; returns the summary and the ids of runs made.
+pub fn load_files(args: &AnalyzeArgs, cfg: &Config, store: &Store) -> Result<Summary> {
+    let t0 = Instant::now();
+    let year = crate::parse::time::current_year();
+    let mut miner = Miner::with_stored(DEFAULT_SIMILARITY, store.load_templates()?);
+    let templates_before = miner.len();
+    let mut summary = Summary {
+        db: store.path.clone(),
+        ..Default::default()
+    };
+    for path in &args.files {
+        let fs = match load_one(store, &mut miner, path, args, cfg, year) {
+            Ok(s) => s,
+            Err(e) => FileSummary {
+                source: path.clone(),
+                error: Some(format!("{e:#}")),
+                ..Default::default()
+            },
+        };
+        summary.lines_read += fs.lines_read;
+        summary.lines_stored += fs.lines_stored;
+        summary.lines_rejected += fs.lines_rejected;
+        summary.bytes_read += fs.bytes_read;
+        if let Some(f) = &fs.format {
+            if !summary.formats.contains(f) {
+                summary.formats.push(f.clone());
+            }
+        }
+        summary.files.push(fs);
+    }
+    store.save_templates(miner.templates())?;
+    summary.templates_total = miner.len();
+    summary.templates_new = miner.len() - templates_before;
+    let runs: Vec<String> = summary
+        .files
+        .iter()
+        .filter_map(|f| f.run_id.map(|r| r.to_string()))
+        .collect();
+    if !runs.is_empty() {
+        let ids = runs.join(",");
+        let (first, last): (Option<String>, Option<String>) = store.conn.query_row(
+            &format!(
+                "SELECT strftime(min(ts), '%Y-%m-%dT%H:%M:%SZ'),
+                        strftime(max(ts), '%Y-%m-%dT%H:%M:%SZ')
+                 FROM logs WHERE ingest_id IN ({ids})"
+            ),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        summary.first_ts = first;
+        summary.last_ts = last;
+        let mut st = store.conn.prepare(&format!(
+            "SELECT DISTINCT coalesce(service, host, '-') FROM logs WHERE ingest_id IN ({ids}) ORDER BY 1"
+        ))?;
+        summary.services = st
+            .query_map([], |r| r.get(0))?
+            .collect::<duckdb::Result<Vec<String>>>()?;
+    }
+    summary.seconds = t0.elapsed().as_secs_f64();
+    let secs = summary.seconds.max(1e-9);
+    summary.lines_per_sec = (summary.lines_read as f64 / secs).round();
+    summary.mb_per_sec = ((summary.bytes_read as f64 / 1e6 / secs) * 10.0).round() / 10.0;
+    Ok(summary)
+}
+
+fn print_text(s: &Summary) {
+    for f in &s.files {
+        if let Some(e) = &f.error {
+            println!("{}: error: {e}", f.source);
+        } else if let Some(a) = &f.already_loaded {
+            println!("{}: {a}", f.source);
+        } else if f.format.is_none() {
+            println!("{}: empty, nothing to load", f.source);
+        } else {
+            println!(
+                "{}: {} lines read, {} stored, {} rejected (format {}, run {})",
+                f.source,
+                f.lines_read,
+                f.lines_stored,
+                f.lines_rejected,
+                f.format.as_deref().unwrap_or("-"),
+                f.run_id.unwrap_or(0)
+            );
+        }
+    }
+    println!(
+        "total: {} lines read, {} stored, {} rejected in {:.2}s ({:.0} lines/s, {:.1} MB/s)",
+        s.lines_read, s.lines_stored, s.lines_rejected, s.seconds, s.lines_per_sec, s.mb_per_sec
+    );
+    if let (Some(a), Some(b)) = (&s.first_ts, &s.last_ts) {
+        println!("time span: {a} .. {b}");
+    }
+    if !s.services.is_empty() {
+        println!("services: {}", s.services.join(", "));
+    }
+    if !s.formats.is_empty() {
+        println!("formats: {}", s.formats.join(", "));
+    }
+    println!(
+        "templates: {} ({} new)   database: {}",
+        s.templates_total, s.templates_new, s.db
+    );
+    if s.lines_rejected > 0 {
+        println!(
+            "rejected lines: logsentry sql \"SELECT line_no, reason FROM rejects\" --db {}",
+            s.db
+        );
+    }
+}
+
+pub fn run(args: AnalyzeArgs, cfg: Config) -> Result<i32> {
+    if cfg.ingest.threads > 0 {
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(cfg.ingest.threads)
+            .build_global();
+    }
+    let t0 = Instant::now();
+    let db = args.db.clone().unwrap_or_else(|| cfg.db.clone());
+    let store = Store::open(&db)?;
+    let mut summary = load_files(&args, &cfg, &store)?;
+    if !args.no_detect {
+        let runs: Vec<i64> = summary
+            .files
+            .iter()
+            .filter_map(|f| f.run_id.or(f.prior_run_id))
+            .collect();
+        if !runs.is_empty() {
+            let title = args.files.join(", ");
+            summary.detection = Some(args.detect.run(&store, &Scope::Runs(runs), &cfg, &title)?);
+            summary.seconds = t0.elapsed().as_secs_f64();
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_text(&summary);
+        if let Some(d) = &summary.detection {
+            print!("{}", crate::report::text(d, cfg.detect.report_top));
+        }
+        if let Some(r) = &args.detect.report {
+            println!("report: {r}");
+        }
+    }
+    let failed = summary.files.iter().any(|f| f.error.is_some());
+    if failed && !args.json {
+        eprintln!("error: some inputs could not be read (see above)");
+    }
+    Ok(if failed { 1 } else { 0 })
+}

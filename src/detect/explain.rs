@@ -1,0 +1,106 @@
+//! Owns explanations: for an anomalous window, the features that deviate most
+//! from the service's baseline, in words and numbers
+//! ("error_ratio 0.34, typical 0.01"). Pure.
+
+use crate::features::{Baseline, FEATURES};
+use serde::{Deserialize, Serialize};
+
+/// One feature's deviation from its service's baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reason {
+    pub feature: String,
+    pub value: f64,
+    pub typical: f64,
+    /// Robust z-score: (value - median) / scale.
+    pub z: f64,
+    pub text: String,
+}
+
+fn fmt_num(v: f64) -> String {
+    if !v.is_finite() {
+        "n/a".into()
+    } else if v == v.trunc() && v.abs() < 1e12 {
+        format!("{}", v as i64)
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// The words for one deviation.
+pub fn describe(feature: &str, value: f64, typical: f64) -> String {
+    let what = match feature {
+        "count" if value == 0.0 => {
+            return format!("no lines at all (silent), typical {}", fmt_num(typical))
+        }
+        "new_templates" => return format!("{} never-seen message template(s)", fmt_num(value)),
+        _ => feature,
+    };
+    format!("{what} {}, typical {}", fmt_num(value), fmt_num(typical))
+}
+
+/// Features sorted by deviation, the top `k` with |z| ≥ 2 (at least one).
+pub fn top_reasons(row: &[f64], base: &Baseline, k: usize) -> Vec<Reason> {
+    let mut rs: Vec<Reason> = FEATURES
+        .iter()
+        .enumerate()
+        .filter(|(f, _)| row[*f].is_finite())
+        .map(|(f, name)| {
+            let z = base.z(f, row[f]);
+            Reason {
+                feature: name.to_string(),
+                value: row[f],
+                typical: base.typical[f],
+                z: (z * 100.0).round() / 100.0,
+                text: describe(name, row[f], base.typical[f]),
+            }
+        })
+        .collect();
+    rs.sort_by(|a, b| b.z.abs().total_cmp(&a.z.abs()));
+    let strong = rs
+        .iter()
+        .take(k)
+        .filter(|r| r.z.abs() >= 2.0)
+        .count()
+        .max(1);
+    rs.truncate(strong.min(k));
+    rs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strongest_deviation_first_in_words() {
+        let n = FEATURES.len();
+        let mut base = Baseline {
+            median: vec![0.0; n],
+            scale: vec![0.05; n],
+            typical: vec![0.0; n],
+        };
+        base.median[0] = (10.0f64).ln_1p();
+        base.typical[0] = 10.0;
+        base.scale[0] = 0.25;
+        let mut row = vec![0.0; n];
+        row[0] = 40.0; // count: ln(41/11)/0.25 ≈ 5.3
+        row[1] = 0.34; // error_ratio: 0.34/0.05 = 6.8
+        let r = top_reasons(&row, &base, 3);
+        assert_eq!(r[0].feature, "error_ratio");
+        assert_eq!(r[0].text, "error_ratio 0.34, typical 0");
+        assert_eq!(r[1].feature, "count");
+        assert_eq!(r[1].text, "count 40, typical 10");
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            describe("count", 0.0, 25.0),
+            "no lines at all (silent), typical 25"
+        );
+        assert_eq!(
+            describe("ratio_5xx", 0.3412, 0.01),
+            "ratio_5xx 0.34, typical 0.01"
+        );
+    }
+}

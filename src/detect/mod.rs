@@ -1,0 +1,463 @@
+//! Owns detection over stored lines: loads the lines of a scope (some runs, or
+//! everything) from DuckDB into Polars, computes window features, scales them
+//! per service, fits and scores the Isolation Forest, explains each anomalous
+//! window (features vs baseline, templates that rose or appeared, example
+//! lines with `source:line_no`), finds the rarest lines, and stores `windows`
+//! and `anomalies`.
+
+pub mod explain;
+pub mod forest;
+
+use crate::features::{self, Windows, FEATURES};
+use crate::parse::time::format_micros;
+use crate::store::Store;
+use anyhow::{Context, Result};
+use duckdb::params;
+use explain::Reason;
+use forest::{fit_matrix, IsolationForestParams, Threshold};
+use polars::prelude::DataFrame;
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// What detection needs to know.
+#[derive(Debug, Clone)]
+pub struct DetectSettings {
+    pub window_us: i64,
+    pub threshold: Threshold,
+    pub n_trees: usize,
+    pub max_samples: usize,
+    pub seed: u64,
+    pub warmup_windows: usize,
+    /// How many rare lines to list.
+    pub top: usize,
+}
+
+impl DetectSettings {
+    pub fn from_config(c: &crate::config::DetectConfig) -> Result<DetectSettings> {
+        Ok(DetectSettings {
+            window_us: crate::config::parse_window(&c.window)?,
+            threshold: match c.threshold {
+                Some(t) => Threshold::Score(t),
+                None => Threshold::Contamination(c.contamination),
+            },
+            n_trees: c.n_trees,
+            max_samples: c.max_samples,
+            seed: c.seed,
+            warmup_windows: c.warmup_windows,
+            top: c.report_top,
+        })
+    }
+}
+
+/// Which stored lines to analyse.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    All,
+    Runs(Vec<i64>),
+}
+
+impl Scope {
+    fn sql(&self, alias: &str) -> String {
+        match self {
+            Scope::All => "TRUE".into(),
+            Scope::Runs(ids) if ids.is_empty() => "FALSE".into(),
+            Scope::Runs(ids) => format!(
+                "{alias}ingest_id IN ({})",
+                ids.iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        }
+    }
+}
+
+/// A template that rose or appeared in an anomalous window.
+#[derive(Debug, Clone, Serialize)]
+pub struct TemplateChange {
+    pub template_id: u32,
+    pub template: String,
+    pub count: i64,
+    pub typical_per_window: f64,
+    pub new: bool,
+}
+
+/// A line behind an anomaly (or a rare line).
+#[derive(Debug, Clone, Serialize)]
+pub struct LineRef {
+    /// `source:line_no`
+    pub location: String,
+    pub source: String,
+    pub line_no: i64,
+    pub ts: Option<String>,
+    pub service: String,
+    pub level: Option<String>,
+    pub message: Option<String>,
+}
+
+/// One anomalous window, explained.
+#[derive(Debug, Clone, Serialize)]
+pub struct Anomaly {
+    pub service: String,
+    pub window_start: String,
+    pub window_end: String,
+    #[serde(skip)]
+    pub start_us: i64,
+    pub score: f64,
+    pub summary: String,
+    pub reasons: Vec<Reason>,
+    pub templates: Vec<TemplateChange>,
+    pub example_lines: Vec<LineRef>,
+}
+
+/// A rare line: a template seen seldom (and its level).
+#[derive(Debug, Clone, Serialize)]
+pub struct RareLine {
+    pub rarity: f64,
+    pub template_id: u32,
+    pub template: String,
+    /// Lines of this template in the whole database.
+    pub template_count: i64,
+    /// Lines of this template in the analysed scope.
+    pub count_in_scope: i64,
+    pub first: LineRef,
+}
+
+/// Everything one detection pass found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Detection {
+    pub window: String,
+    pub windows: usize,
+    pub service_count: usize,
+    pub threshold: f64,
+    pub anomalies: Vec<Anomaly>,
+    pub rare_lines: Vec<RareLine>,
+    #[serde(skip)]
+    pub features: Windows,
+    #[serde(skip)]
+    pub scores: Vec<f64>,
+}
+
+/// Reads the scope's lines as a Polars frame (Arrow under the hood).
+pub fn load_lines(store: &Store, scope: &Scope) -> Result<DataFrame> {
+    let sql = format!(
+        "SELECT {} FROM logs l LEFT JOIN templates t USING (template_id) WHERE l.ts IS NOT NULL AND {}",
+        features::INPUT_SQL_COLUMNS,
+        scope.sql("l.")
+    );
+    let mut stmt = store.conn.prepare(&sql)?;
+    let mut frames = stmt.query_polars([])?;
+    let mut acc = match frames.next() {
+        Some(df) => df,
+        None => return Ok(DataFrame::empty()),
+    };
+    for df in frames {
+        acc.vstack_mut(&df)?;
+    }
+    acc.align_chunks_par();
+    Ok(acc)
+}
+
+fn window_label(us: i64) -> String {
+    let secs = us / 1_000_000;
+    if secs % 3600 == 0 {
+        format!("{}h", secs / 3600)
+    } else if secs % 60 == 0 {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+/// Runs features + forest + explanations over `scope` and stores the results.
+pub fn run(store: &Store, scope: &Scope, s: &DetectSettings) -> Result<Detection> {
+    let lines = load_lines(store, scope).context("loading lines for detection")?;
+    let w = features::compute(lines, s.window_us, s.warmup_windows)?;
+    let mut det = Detection {
+        window: window_label(s.window_us),
+        windows: w.len(),
+        service_count: 0,
+        threshold: f64::NAN,
+        anomalies: Vec::new(),
+        rare_lines: rare_lines(store, scope, s.top)?,
+        features: Windows::default(),
+        scores: Vec::new(),
+    };
+    if w.len() < 8 {
+        det.features = w;
+        return Ok(det);
+    }
+    let base = features::baselines(&w);
+    det.service_count = base.len();
+    let z = features::scaled(&w, &base);
+    let params = IsolationForestParams::default()
+        .n_trees(s.n_trees)
+        .max_samples(s.max_samples)
+        .threshold(s.threshold)
+        .seed(s.seed);
+    let forest = fit_matrix(&params, &z)?;
+    let scores = forest.scores(&z).to_vec();
+    det.threshold = forest.threshold;
+    let base_of: HashMap<&str, &features::Baseline> =
+        base.iter().map(|(k, b)| (k.as_str(), b)).collect();
+    let mut flagged: Vec<usize> = (0..w.len())
+        .filter(|&i| scores[i] > forest.threshold)
+        .collect();
+    flagged.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    for &i in &flagged {
+        let row: Vec<f64> = w.x.row(i).to_vec();
+        let reasons = explain::top_reasons(&row, base_of[w.service[i].as_str()], 3);
+        let summary = reasons
+            .iter()
+            .map(|r| r.text.clone())
+            .collect::<Vec<_>>()
+            .join("; ");
+        det.anomalies.push(Anomaly {
+            service: w.service[i].clone(),
+            window_start: format_micros(w.start[i]),
+            window_end: format_micros(w.start[i] + s.window_us),
+            start_us: w.start[i],
+            score: (scores[i] * 1e4).round() / 1e4,
+            summary,
+            reasons,
+            templates: Vec::new(),
+            example_lines: Vec::new(),
+        });
+    }
+    attach_lines(store, scope, s.window_us, &mut det.anomalies)?;
+    save(
+        store,
+        &w,
+        &scores,
+        forest.threshold,
+        &det.anomalies,
+        s.window_us,
+    )?;
+    det.features = w;
+    det.scores = scores;
+    Ok(det)
+}
+
+fn anomaly_values(anoms: &[Anomaly], window_us: i64) -> String {
+    anoms
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            format!(
+                "({i}, '{}', {})",
+                a.service.replace('\'', "''"),
+                a.start_us.div_euclid(window_us)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Fills templates that rose or appeared, and example lines, for every anomaly
+/// with two scans of the scope.
+fn attach_lines(store: &Store, scope: &Scope, window_us: i64, anoms: &mut [Anomaly]) -> Result<()> {
+    if anoms.is_empty() {
+        return Ok(());
+    }
+    let values = anomaly_values(anoms, window_us);
+    let scoped = format!(
+        "SELECT coalesce(service, host, '-') AS svc, epoch_us(ts) // {window_us} AS wi, * FROM logs
+         WHERE ts IS NOT NULL AND {}",
+        scope.sql("")
+    );
+    // template counts in each anomalous window vs the service's typical count per window
+    let sql = format!(
+        "WITH a(idx, svc, wi) AS (VALUES {values}),
+              l AS ({scoped}),
+              span AS (SELECT svc, (max(wi) - min(wi) + 1)::DOUBLE AS nwin FROM l GROUP BY svc),
+              inwin AS (SELECT a.idx, l.svc, l.wi, l.template_id, count(*) AS n FROM l JOIN a USING (svc, wi) GROUP BY ALL),
+              usual AS (SELECT l.svc, l.template_id, count(*) AS total FROM l
+                        WHERE l.svc IN (SELECT svc FROM a) GROUP BY ALL)
+         SELECT inwin.idx, inwin.template_id, t.template, inwin.n, usual.total / span.nwin AS typical,
+                (epoch_us(t.first_seen) // {window_us}) = inwin.wi AS is_new
+         FROM inwin JOIN usual USING (svc, template_id) JOIN span USING (svc)
+              JOIN templates t USING (template_id)
+         ORDER BY inwin.idx, is_new DESC, inwin.n / (usual.total / span.nwin) DESC"
+    );
+    let mut st = store.conn.prepare(&sql)?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)? as usize,
+            TemplateChange {
+                template_id: r.get(1)?,
+                template: r.get(2)?,
+                count: r.get(3)?,
+                typical_per_window: (r.get::<_, f64>(4)? * 100.0).round() / 100.0,
+                new: r.get::<_, Option<bool>>(5)?.unwrap_or(false),
+            },
+        ))
+    })?;
+    for row in rows {
+        let (idx, tc) = row?;
+        let a = &mut anoms[idx];
+        // keep templates that appeared or at least doubled, up to three
+        if a.templates.len() < 3
+            && (tc.new || tc.count as f64 >= 2.0 * tc.typical_per_window.max(0.5))
+        {
+            a.templates.push(tc);
+        }
+    }
+    // example lines: never-seen templates first, then the most severe, then the rarest
+    let sql = format!(
+        "WITH a(idx, svc, wi) AS (VALUES {values}),
+              l AS ({scoped}),
+              ranked AS (
+                SELECT a.idx, l.source, l.line_no, strftime(l.ts, '%Y-%m-%dT%H:%M:%S.%gZ') AS ts,
+                       l.svc, l.level, l.message,
+                       row_number() OVER (PARTITION BY a.idx ORDER BY
+                         ((epoch_us(t.first_seen) // {window_us}) = l.wi) DESC,
+                         CASE l.level WHEN 'FATAL' THEN 0 WHEN 'ERROR' THEN 1 WHEN 'WARN' THEN 2 ELSE 3 END,
+                         t.count, l.line_no) AS rn
+                FROM l JOIN a USING (svc, wi) LEFT JOIN templates t USING (template_id))
+         SELECT idx, source, line_no, ts, svc, level, message FROM ranked WHERE rn <= 5 ORDER BY idx, rn"
+    );
+    let mut st = store.conn.prepare(&sql)?;
+    let rows = st.query_map([], |r| {
+        let source: String = r.get(1)?;
+        let line_no: i64 = r.get(2)?;
+        Ok((
+            r.get::<_, i64>(0)? as usize,
+            LineRef {
+                location: format!("{source}:{line_no}"),
+                source,
+                line_no,
+                ts: r.get(3)?,
+                service: r.get(4)?,
+                level: r.get(5)?,
+                message: r.get(6)?,
+            },
+        ))
+    })?;
+    for row in rows {
+        let (idx, l) = row?;
+        anoms[idx].example_lines.push(l);
+    }
+    Ok(())
+}
+
+/// The rarest lines of the scope: one example per template, ranked by how
+/// seldom the template occurs in the whole database and by level.
+pub fn rare_lines(store: &Store, scope: &Scope, top: usize) -> Result<Vec<RareLine>> {
+    let sql = format!(
+        "WITH total AS (SELECT greatest(sum(count), 2)::DOUBLE AS n FROM templates),
+              s AS (SELECT template_id, count(*) AS n,
+                           max(CASE level WHEN 'FATAL' THEN 1.0 WHEN 'ERROR' THEN 0.8 WHEN 'WARN' THEN 0.4 ELSE 0.0 END) AS lw,
+                           arg_min(line_no, line_no) AS line_no, arg_min(source, line_no) AS source,
+                           arg_min(strftime(ts, '%Y-%m-%dT%H:%M:%S.%gZ'), line_no) AS ts,
+                           arg_min(coalesce(service, host, '-'), line_no) AS svc,
+                           arg_min(level, line_no) AS level, arg_min(message, line_no) AS message
+                    FROM logs WHERE {} GROUP BY template_id)
+         SELECT round(0.7 * ln(total.n / t.count) / ln(total.n) + 0.3 * s.lw, 4) AS rarity,
+                s.template_id, t.template, t.count, s.n, s.source, s.line_no, s.ts, s.svc, s.level, s.message
+         FROM s JOIN templates t USING (template_id), total
+         ORDER BY rarity DESC, s.template_id LIMIT ?",
+        scope.sql("")
+    );
+    let mut st = store.conn.prepare(&sql)?;
+    let rows = st
+        .query_map(params![top as i64], |r| {
+            let source: String = r.get(5)?;
+            let line_no: i64 = r.get(6)?;
+            Ok(RareLine {
+                rarity: r.get(0)?,
+                template_id: r.get(1)?,
+                template: r.get(2)?,
+                template_count: r.get(3)?,
+                count_in_scope: r.get(4)?,
+                first: LineRef {
+                    location: format!("{source}:{line_no}"),
+                    source,
+                    line_no,
+                    ts: r.get(7)?,
+                    service: r.get(8)?,
+                    level: r.get(9)?,
+                    message: r.get(10)?,
+                },
+            })
+        })?
+        .collect::<duckdb::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Replaces the stored windows and anomalies of the services and time span covered.
+fn save(
+    store: &Store,
+    w: &Windows,
+    scores: &[f64],
+    threshold: f64,
+    anoms: &[Anomaly],
+    window_us: i64,
+) -> Result<()> {
+    let secs = window_us / 1_000_000;
+    let mut spans: Vec<(String, i64, i64)> = Vec::new();
+    for i in 0..w.len() {
+        match spans.last_mut() {
+            Some(s) if s.0 == w.service[i] => s.2 = w.start[i],
+            _ => spans.push((w.service[i].clone(), w.start[i], w.start[i])),
+        }
+    }
+    store.conn.execute_batch("BEGIN TRANSACTION")?;
+    let r = (|| -> Result<()> {
+        for (svc, a, b) in &spans {
+            for table in ["windows", "anomalies"] {
+                store.conn.execute(
+                    &format!(
+                        "DELETE FROM {table} WHERE window_secs = ? AND service = ?
+                         AND window_start BETWEEN make_timestamp(?::BIGINT) AND make_timestamp(?::BIGINT)"
+                    ),
+                    params![secs, svc, a, b],
+                )?;
+            }
+        }
+        let rb = crate::store::arrow_batch::windows_batch(w, scores, threshold, anoms, window_us)?;
+        let mut app = store.conn.appender("windows")?;
+        app.append_record_batch(rb)?;
+        app.flush()?;
+        drop(app);
+        let next: i64 = store.conn.query_row(
+            "SELECT coalesce(max(anomaly_id), 0) + 1 FROM anomalies",
+            [],
+            |r| r.get(0),
+        )?;
+        let mut app = store.conn.appender("anomalies")?;
+        for (k, a) in anoms.iter().enumerate() {
+            app.append_row(params![
+                next + k as i64,
+                a.service,
+                duckdb::types::Value::Timestamp(duckdb::types::TimeUnit::Microsecond, a.start_us),
+                duckdb::types::Value::Timestamp(
+                    duckdb::types::TimeUnit::Microsecond,
+                    a.start_us + window_us
+                ),
+                secs,
+                a.score,
+                a.summary,
+                serde_json::to_string(&a.reasons)?,
+                serde_json::to_string(&a.templates)?,
+                serde_json::to_string(&a.example_lines)?,
+            ])?;
+        }
+        app.flush()?;
+        Ok(())
+    })();
+    match r {
+        Ok(()) => {
+            store.conn.execute_batch("COMMIT")?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = store.conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Feature names, for reports and the API.
+pub fn feature_names() -> &'static [&'static str] {
+    &FEATURES
+}

@@ -1,0 +1,467 @@
+//! Owns window features: a Polars lazy aggregation of lines into
+//! (service, window) rows — counts, level and status ratios, latency
+//! mean/p95/max, bytes, distinct and never-seen templates, distinct clients and
+//! the top client's share — then gap filling (a silent window inside a
+//! service's active span exists with count 0) and robust per-service scaling.
+//! Pure: takes a DataFrame, returns plain arrays.
+
+use anyhow::{Context, Result};
+use ndarray::Array2;
+use polars::prelude::*;
+
+/// Feature names, in column order of `Windows::x`.
+pub const FEATURES: [&str; 13] = [
+    "count",
+    "error_ratio",
+    "warn_ratio",
+    "ratio_4xx",
+    "ratio_5xx",
+    "latency_mean",
+    "latency_p95",
+    "latency_max",
+    "bytes",
+    "distinct_templates",
+    "new_templates",
+    "distinct_clients",
+    "top_client_share",
+];
+pub const F_COUNT: usize = 0;
+pub const F_LAT_MEAN: usize = 5;
+pub const F_LAT_MAX: usize = 7;
+pub const F_NEW_TEMPLATES: usize = 10;
+
+/// Window rows sorted by (service, window_start).
+#[derive(Debug, Clone, Default)]
+pub struct Windows {
+    pub service: Vec<String>,
+    /// Window start, epoch microseconds.
+    pub start: Vec<i64>,
+    pub window_us: i64,
+    /// Raw feature values (NaN where undefined, e.g. latency of an empty window).
+    pub x: Array2<f64>,
+    /// Errors and warnings as counts (for the windows table).
+    pub errors: Vec<i64>,
+    pub warns: Vec<i64>,
+}
+
+impl Windows {
+    pub fn len(&self) -> usize {
+        self.start.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.start.is_empty()
+    }
+}
+
+/// The columns `compute` expects in its input frame.
+pub const INPUT_SQL_COLUMNS: &str =
+    "epoch_us(l.ts) AS ts_us, coalesce(l.service, l.host, '-') AS svc, \
+l.level AS level, l.status AS status, l.latency_ms AS latency_ms, l.bytes AS bytes, \
+l.template_id AS template_id, l.client_ip AS client_ip, epoch_us(t.first_seen) AS tpl_first_us";
+
+fn f64_col(df: &DataFrame, name: &str) -> Result<Vec<f64>> {
+    let c = df.column(name)?.cast(&DataType::Float64)?;
+    Ok(c.f64()?
+        .into_iter()
+        .map(|v| v.unwrap_or(f64::NAN))
+        .collect())
+}
+
+fn i64_col(df: &DataFrame, name: &str) -> Result<Vec<i64>> {
+    let c = df.column(name)?.cast(&DataType::Int64)?;
+    Ok(c.i64()?.into_iter().map(|v| v.unwrap_or(0)).collect())
+}
+
+/// Aggregates lines into windows of `window_us`. `warmup` windows at the
+/// start of each service never count templates as new.
+pub fn compute(lines: DataFrame, window_us: i64, warmup: usize) -> Result<Windows> {
+    if lines.height() == 0 {
+        return Ok(Windows {
+            window_us,
+            x: Array2::zeros((0, FEATURES.len())),
+            ..Default::default()
+        });
+    }
+    let w = lit(window_us);
+    let base = lines
+        .lazy()
+        .filter(col("ts_us").is_not_null())
+        .with_columns([
+            col("ts_us").floor_div(w.clone()).alias("wi"),
+            col("tpl_first_us").floor_div(w).alias("tpl_first_wi"),
+        ]);
+    let is_err = col("level")
+        .eq(lit("ERROR"))
+        .or(col("level").eq(lit("FATAL")));
+    let per_window = base.clone().group_by([col("svc"), col("wi")]).agg([
+        len().cast(DataType::Int64).alias("count"),
+        is_err.cast(DataType::Int64).sum().alias("errors"),
+        col("level")
+            .eq(lit("WARN"))
+            .cast(DataType::Int64)
+            .sum()
+            .alias("warns"),
+        col("status")
+            .gt_eq(lit(400))
+            .and(col("status").lt(lit(500)))
+            .cast(DataType::Int64)
+            .sum()
+            .alias("s4xx"),
+        col("status")
+            .gt_eq(lit(500))
+            .cast(DataType::Int64)
+            .sum()
+            .alias("s5xx"),
+        col("status")
+            .count()
+            .cast(DataType::Int64)
+            .alias("n_status"),
+        col("latency_ms").mean().alias("latency_mean"),
+        col("latency_ms")
+            .quantile(lit(0.95), QuantileMethod::Linear)
+            .alias("latency_p95"),
+        col("latency_ms").max().alias("latency_max"),
+        col("bytes").sum().cast(DataType::Float64).alias("bytes"),
+        col("template_id")
+            .n_unique()
+            .cast(DataType::Int64)
+            .alias("distinct_templates"),
+        col("template_id")
+            .filter(col("tpl_first_wi").eq(col("wi")))
+            .n_unique()
+            .cast(DataType::Int64)
+            .alias("new_templates"),
+        col("client_ip")
+            .drop_nulls()
+            .n_unique()
+            .cast(DataType::Int64)
+            .alias("distinct_clients"),
+        col("client_ip")
+            .count()
+            .cast(DataType::Int64)
+            .alias("n_client"),
+    ]);
+    let top_client = base
+        .filter(col("client_ip").is_not_null())
+        .group_by([col("svc"), col("wi"), col("client_ip")])
+        .agg([len().cast(DataType::Int64).alias("n")])
+        .group_by([col("svc"), col("wi")])
+        .agg([col("n").max().alias("top_n")]);
+    let df = per_window
+        .join(
+            top_client,
+            [col("svc"), col("wi")],
+            [col("svc"), col("wi")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .sort(["svc", "wi"], SortMultipleOptions::default())
+        .collect()
+        .context("computing window features with Polars")?;
+
+    let svc: Vec<String> = df
+        .column("svc")?
+        .str()?
+        .into_iter()
+        .map(|s| s.unwrap_or("-").to_string())
+        .collect();
+    let wi = i64_col(&df, "wi")?;
+    let count = i64_col(&df, "count")?;
+    let errors = i64_col(&df, "errors")?;
+    let warns = i64_col(&df, "warns")?;
+    let s4 = i64_col(&df, "s4xx")?;
+    let s5 = i64_col(&df, "s5xx")?;
+    let n_status = i64_col(&df, "n_status")?;
+    let lat_mean = f64_col(&df, "latency_mean")?;
+    let lat_p95 = f64_col(&df, "latency_p95")?;
+    let lat_max = f64_col(&df, "latency_max")?;
+    let bytes = f64_col(&df, "bytes")?;
+    let dt = i64_col(&df, "distinct_templates")?;
+    let nt = i64_col(&df, "new_templates")?;
+    let dc = i64_col(&df, "distinct_clients")?;
+    let n_client = i64_col(&df, "n_client")?;
+    let top_n = i64_col(&df, "top_n")?;
+
+    // gap filling: every window between a service's first and last exists
+    let mut out = Windows {
+        window_us,
+        ..Default::default()
+    };
+    let mut rows: Vec<[f64; 13]> = Vec::with_capacity(df.height());
+    let mut i = 0;
+    while i < svc.len() {
+        let mut j = i;
+        while j < svc.len() && svc[j] == svc[i] {
+            j += 1;
+        }
+        let first = wi[i];
+        let mut k = i;
+        for (n_in_service, w) in (first..=wi[j - 1]).enumerate() {
+            out.service.push(svc[i].clone());
+            out.start.push(w * window_us);
+            if k < j && wi[k] == w {
+                let c = count[k] as f64;
+                let ratio = |a: i64, b: i64| if b > 0 { a as f64 / b as f64 } else { 0.0 };
+                let new_t = if n_in_service < warmup {
+                    0.0
+                } else {
+                    nt[k] as f64
+                };
+                rows.push([
+                    c,
+                    errors[k] as f64 / c,
+                    warns[k] as f64 / c,
+                    ratio(s4[k], n_status[k]),
+                    ratio(s5[k], n_status[k]),
+                    lat_mean[k],
+                    lat_p95[k],
+                    lat_max[k],
+                    if bytes[k].is_nan() { 0.0 } else { bytes[k] },
+                    dt[k] as f64,
+                    new_t,
+                    dc[k] as f64,
+                    ratio(top_n[k], n_client[k]),
+                ]);
+                out.errors.push(errors[k]);
+                out.warns.push(warns[k]);
+                k += 1;
+            } else {
+                let mut r = [0.0; 13];
+                r[F_LAT_MEAN] = f64::NAN;
+                r[F_LAT_MEAN + 1] = f64::NAN;
+                r[F_LAT_MAX] = f64::NAN;
+                rows.push(r);
+                out.errors.push(0);
+                out.warns.push(0);
+            }
+        }
+        i = j;
+    }
+    let n = rows.len();
+    out.x = Array2::from_shape_vec((n, FEATURES.len()), rows.concat())?;
+    Ok(out)
+}
+
+/// Features compared on a log scale (counts, sizes, latencies): a doubling
+/// weighs the same at night as at noon.
+const LOG_SCALED: [usize; 7] = [0, 5, 6, 7, 8, 9, 11];
+const RATIOS: [usize; 4] = [1, 2, 3, 4];
+
+fn transform(f: usize, v: f64) -> f64 {
+    if LOG_SCALED.contains(&f) {
+        v.max(0.0).ln_1p()
+    } else {
+        v
+    }
+}
+
+/// Per-service robust baseline of each feature: the median, the typical raw
+/// value, and a scale (IQR/1.349 on the transformed values, floored so that
+/// noise in tiny windows — one error among five lines — is not news).
+#[derive(Debug, Clone)]
+pub struct Baseline {
+    /// Median of the transformed values.
+    pub median: Vec<f64>,
+    pub scale: Vec<f64>,
+    /// Median of the raw values (for explanations).
+    pub typical: Vec<f64>,
+}
+
+fn quantile_sorted(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q * (v.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+}
+
+impl Baseline {
+    /// Robust z-score of a raw value of feature `f`.
+    pub fn z(&self, f: usize, raw: f64) -> f64 {
+        if raw.is_finite() {
+            (transform(f, raw) - self.median[f]) / self.scale[f]
+        } else {
+            0.0
+        }
+    }
+}
+
+fn baseline_of(w: &Windows, rows: std::ops::Range<usize>) -> Baseline {
+    let n = FEATURES.len();
+    let mut b = Baseline {
+        median: vec![0.0; n],
+        scale: vec![1.0; n],
+        typical: vec![0.0; n],
+    };
+    for f in 0..n {
+        let mut raw: Vec<f64> = rows
+            .clone()
+            .map(|r| w.x[[r, f]])
+            .filter(|v| v.is_finite())
+            .collect();
+        raw.sort_by(|a, b| a.total_cmp(b));
+        let mut t: Vec<f64> = raw.iter().map(|v| transform(f, *v)).collect();
+        t.sort_by(|a, b| a.total_cmp(b));
+        let med = quantile_sorted(&t, 0.5);
+        let iqr = (quantile_sorted(&t, 0.75) - quantile_sorted(&t, 0.25)) / 1.349;
+        b.median[f] = if med.is_finite() { med } else { 0.0 };
+        b.typical[f] = quantile_sorted(&raw, 0.5);
+        if !b.typical[f].is_finite() {
+            b.typical[f] = 0.0;
+        }
+        let floor = if LOG_SCALED.contains(&f) {
+            0.25
+        } else if RATIOS.contains(&f) {
+            let p0 = b.typical[f].max(0.02);
+            let n0 = b_count_median(w, &rows).max(1.0);
+            (p0 * (1.0 - p0.min(0.99)) / n0).sqrt().max(0.02)
+        } else if f == F_NEW_TEMPLATES {
+            0.25
+        } else {
+            0.05
+        };
+        b.scale[f] = if iqr.is_finite() {
+            iqr.max(floor)
+        } else {
+            floor
+        };
+    }
+    b
+}
+
+fn b_count_median(w: &Windows, rows: &std::ops::Range<usize>) -> f64 {
+    let mut c: Vec<f64> = rows.clone().map(|r| w.x[[r, F_COUNT]]).collect();
+    c.sort_by(|a, b| a.total_cmp(b));
+    quantile_sorted(&c, 0.5)
+}
+
+/// Baselines per service, in the order services appear in `w`.
+pub fn baselines(w: &Windows) -> Vec<(String, Baseline)> {
+    let mut out: Vec<(String, Baseline)> = Vec::new();
+    let mut i = 0;
+    while i < w.len() {
+        let mut j = i;
+        while j < w.len() && w.service[j] == w.service[i] {
+            j += 1;
+        }
+        out.push((w.service[i].clone(), baseline_of(w, i..j)));
+        i = j;
+    }
+    out
+}
+
+/// Robustly scaled features per service (NaN → 0, i.e. typical).
+pub fn scaled(w: &Windows, base: &[(String, Baseline)]) -> Array2<f64> {
+    let mut z = Array2::zeros(w.x.dim());
+    let mut bi = 0;
+    for r in 0..w.len() {
+        while base[bi].0 != w.service[r] {
+            bi += 1;
+        }
+        let b = &base[bi].1;
+        for f in 0..FEATURES.len() {
+            z[[r, f]] = b.z(f, w.x[[r, f]]);
+        }
+    }
+    z
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (ts_us, svc, level, status, latency_ms, template_id, client_ip, tpl_first_us)
+    type Row<'a> = (
+        i64,
+        &'a str,
+        &'a str,
+        Option<i32>,
+        Option<f64>,
+        u32,
+        &'a str,
+        i64,
+    );
+
+    fn frame(rows: &[Row<'_>]) -> DataFrame {
+        df!(
+            "ts_us" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            "svc" => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            "level" => rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+            "status" => rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+            "latency_ms" => rows.iter().map(|r| r.4).collect::<Vec<_>>(),
+            "bytes" => rows.iter().map(|_| Some(10i64)).collect::<Vec<_>>(),
+            "template_id" => rows.iter().map(|r| r.5).collect::<Vec<_>>(),
+            "client_ip" => rows.iter().map(|r| r.6).collect::<Vec<_>>(),
+            "tpl_first_us" => rows.iter().map(|r| r.7).collect::<Vec<_>>(),
+        )
+        .unwrap()
+    }
+
+    const M: i64 = 60_000_000;
+
+    #[test]
+    fn aggregates_and_fills_gaps() {
+        let df = frame(&[
+            (0, "a", "INFO", Some(200), Some(10.0), 1, "c1", 0),
+            (1, "a", "ERROR", Some(503), Some(30.0), 2, "c1", 1),
+            (2, "a", "WARN", Some(404), None, 1, "c2", 0),
+            (
+                3 * M + 5,
+                "a",
+                "INFO",
+                Some(200),
+                Some(20.0),
+                3,
+                "c3",
+                3 * M + 5,
+            ),
+            (M, "b", "INFO", None, None, 1, "c1", 0),
+        ]);
+        let w = compute(df, M, 0).unwrap();
+        assert_eq!(w.service, ["a", "a", "a", "a", "b"]);
+        assert_eq!(w.start, [0, M, 2 * M, 3 * M, M]);
+        let r0 = w.x.row(0);
+        assert_eq!(r0[F_COUNT], 3.0);
+        assert!((r0[1] - 1.0 / 3.0).abs() < 1e-9); // error_ratio
+        assert!((r0[3] - 1.0 / 3.0).abs() < 1e-9); // 4xx
+        assert!((r0[4] - 1.0 / 3.0).abs() < 1e-9); // 5xx
+        assert_eq!(r0[F_LAT_MEAN], 20.0);
+        assert_eq!(r0[F_LAT_MAX], 30.0);
+        assert_eq!(r0[9], 2.0); // distinct templates
+        assert_eq!(r0[F_NEW_TEMPLATES], 2.0);
+        assert_eq!(r0[11], 2.0); // clients
+        assert!((r0[12] - 2.0 / 3.0).abs() < 1e-9); // top client share
+                                                    // the silent windows exist with count 0
+        assert_eq!(w.x[[1, F_COUNT]], 0.0);
+        assert_eq!(w.x[[2, F_COUNT]], 0.0);
+        assert!(w.x[[1, F_LAT_MEAN]].is_nan());
+        assert_eq!(w.x[[3, F_NEW_TEMPLATES]], 1.0);
+        // warm-up hides new templates at the start of each service
+        let df = frame(&[(0, "a", "INFO", None, None, 1, "c", 0)]);
+        assert_eq!(compute(df, M, 5).unwrap().x[[0, F_NEW_TEMPLATES]], 0.0);
+    }
+
+    #[test]
+    fn robust_scaling_per_service() {
+        let mut w = Windows {
+            service: vec!["a".into(); 5],
+            start: (0..5).collect(),
+            window_us: 1,
+            x: Array2::zeros((5, FEATURES.len())),
+            errors: vec![0; 5],
+            warns: vec![0; 5],
+        };
+        for (i, v) in [10.0, 11.0, 12.0, 13.0, 100.0].iter().enumerate() {
+            w.x[[i, F_COUNT]] = *v;
+        }
+        let b = baselines(&w);
+        assert_eq!(b[0].1.typical[F_COUNT], 12.0);
+        let z = scaled(&w, &b);
+        // 100 lines where 12 are typical: ln(101/13) / 0.25 ≈ 8
+        assert!(z[[4, F_COUNT]] > 7.0, "{}", z[[4, F_COUNT]]);
+        assert_eq!(z[[2, F_COUNT]], 0.0);
+        // a silent window is far below
+        assert!(b[0].1.z(F_COUNT, 0.0) < -9.0);
+    }
+}

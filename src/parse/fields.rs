@@ -1,0 +1,359 @@
+//! Owns the mapping from field names seen in the wild (JSON, ECS dotted or
+//! nested keys, logfmt, regex group names) onto LogSentry's columns, with
+//! unit handling for durations and normalisation of levels and timestamps.
+//! Shared by every key/value format so aliases behave the same everywhere.
+
+use super::time;
+use crate::record::{Fields, Level};
+
+/// A scalar value as a key/value parser found it.
+#[derive(Debug, Clone, Copy)]
+pub enum Value<'a> {
+    Str(&'a str),
+    /// A number with its source text (kept for `extra`).
+    Num(f64, &'a str),
+    Bool(bool),
+    Null,
+}
+
+/// Which column a key maps to, with the unit of durations.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Target {
+    Ts,
+    Level,
+    Message,
+    Service,
+    Host,
+    Status,
+    /// Multiplier that turns the number into milliseconds.
+    Latency(f64),
+    Bytes,
+    ClientIp,
+    Method,
+    Path,
+    /// A request line `GET /x HTTP/1.1`: split into method and path.
+    Request,
+}
+
+fn target_for(key: &str) -> Option<Target> {
+    let mut buf = [0u8; 48];
+    let kb = key.as_bytes();
+    if kb.len() > buf.len() {
+        return None;
+    }
+    for (i, b) in kb.iter().enumerate() {
+        buf[i] = b.to_ascii_lowercase();
+    }
+    let k = std::str::from_utf8(&buf[..kb.len()]).ok()?;
+    use Target::*;
+    Some(match k {
+        "ts" | "time" | "timestamp" | "@timestamp" | "datetime" | "date" | "asctime"
+        | "event_time" | "eventtime" | "log.timestamp" | "time_local" | "time_iso8601" => Ts,
+        "level" | "lvl" | "severity" | "loglevel" | "log_level" | "log.level" | "levelname"
+        | "level_name" | "severity_text" | "log.severity" => Level,
+        "msg" | "message" | "short_message" | "log" | "text" | "event.original_message" => Message,
+        "service" | "app" | "application" | "service.name" | "svc" | "component"
+        | "service_name" | "app_name" | "appname" | "program" | "application_name" => Service,
+        "host" | "hostname" | "host.name" | "host.hostname" | "node" | "server" | "server_name" => {
+            Host
+        }
+        "status"
+        | "status_code"
+        | "statuscode"
+        | "http.response.status_code"
+        | "http_status"
+        | "response_code"
+        | "http.status_code"
+        | "response.status"
+        | "http_status_code" => Status,
+        "latency"
+        | "latency_ms"
+        | "duration"
+        | "duration_ms"
+        | "response_time"
+        | "response_time_ms"
+        | "elapsed"
+        | "elapsed_ms"
+        | "took"
+        | "took_ms"
+        | "rt"
+        | "responsetime"
+        | "time_ms"
+        | "request_duration_ms" => Latency(1.0),
+        "request_time"
+        | "upstream_response_time"
+        | "duration_s"
+        | "duration_sec"
+        | "duration_seconds"
+        | "latency_s"
+        | "latency_seconds"
+        | "elapsed_s"
+        | "response_time_s" => Latency(1000.0),
+        "duration_us" | "latency_us" | "elapsed_us" | "duration_micros" => Latency(0.001),
+        "event.duration" | "duration_ns" | "latency_ns" | "elapsed_ns" => Latency(1e-6),
+        "bytes"
+        | "size"
+        | "body_bytes_sent"
+        | "bytes_sent"
+        | "response_size"
+        | "http.response.body.bytes"
+        | "http.response.bytes"
+        | "content_length"
+        | "resp_bytes"
+        | "response_bytes" => Bytes,
+        "client_ip" | "clientip" | "client" | "ip" | "remote_addr" | "remote_ip" | "client.ip"
+        | "source.ip" | "client.address" | "src_ip" | "user_ip" | "remote_host" => ClientIp,
+        "method"
+        | "http.method"
+        | "http.request.method"
+        | "verb"
+        | "request_method"
+        | "http_method" => Method,
+        "path" | "url" | "uri" | "url.path" | "url.original" | "request_uri" | "request_path"
+        | "endpoint" | "route" | "http.url" => Path,
+        "request" => Request,
+        _ => return None,
+    })
+}
+
+/// Parses a duration text such as `12ms`, `1.5s`, `350us`, `2m`, or a bare
+/// number in `default_ms_per_unit`. Returns milliseconds.
+pub fn parse_duration_ms(s: &str, default_ms_per_unit: f64) -> Option<f64> {
+    let s = s.trim();
+    let end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+' || c == 'e'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(end);
+    let v: f64 = num.parse().ok()?;
+    let mul = match unit.trim() {
+        "" => default_ms_per_unit,
+        "ms" => 1.0,
+        "s" | "sec" | "secs" => 1000.0,
+        "us" | "µs" | "μs" => 0.001,
+        "ns" => 1e-6,
+        "m" | "min" => 60_000.0,
+        "h" => 3_600_000.0,
+        _ => return None,
+    };
+    let ms = v * mul;
+    ms.is_finite().then_some(ms)
+}
+
+/// Splits an HTTP request line into (method, path).
+pub fn split_request_line(s: &str) -> Option<(&str, &str)> {
+    let mut it = s.split(' ');
+    let method = it.next()?;
+    let path = it.next()?;
+    if method.is_empty()
+        || method.len() > 10
+        || !method.bytes().all(|b| b.is_ascii_uppercase())
+        || path.is_empty()
+    {
+        return None;
+    }
+    Some((method, path))
+}
+
+/// Assigns one key/value to `f`. Unknown keys and values that do not fit
+/// their column (a non-numeric status, say) are kept in `extra`.
+pub fn assign(f: &mut Fields, key: &str, v: Value<'_>, year_hint: i64) {
+    let known = match target_for(key) {
+        Some(t) => assign_known(f, t, v, year_hint),
+        None => false,
+    };
+    if !known {
+        match v {
+            Value::Str(s) => f.push_extra_str(key, s),
+            Value::Num(_, raw) => f.push_extra_raw(key, raw),
+            Value::Bool(b) => f.push_extra_raw(key, if b { "true" } else { "false" }),
+            Value::Null => f.push_extra_raw(key, "null"),
+        }
+    }
+}
+
+fn assign_known(f: &mut Fields, t: Target, v: Value<'_>, year_hint: i64) -> bool {
+    use Target::*;
+    match (t, v) {
+        (_, Value::Null) => true,
+        (Ts, Value::Str(s)) if f.ts.is_none() => match time::parse_any(s, year_hint) {
+            Some(us) => {
+                f.ts = Some(us);
+                true
+            }
+            None => false,
+        },
+        (Ts, Value::Num(n, _)) if f.ts.is_none() => match time::from_epoch_number(n) {
+            Some(us) => {
+                f.ts = Some(us);
+                true
+            }
+            None => false,
+        },
+        (Level, Value::Str(s)) if f.level.is_none() => match crate::record::Level::parse(s) {
+            Some(l) => {
+                f.level = Some(l);
+                true
+            }
+            None => false,
+        },
+        (Level, Value::Num(_, raw)) if f.level.is_none() => {
+            match crate::record::Level::parse(raw) {
+                Some(l) => {
+                    f.level = Some(l);
+                    true
+                }
+                None => false,
+            }
+        }
+        (Message, Value::Str(s)) if !f.message.is_set() => {
+            f.message.set(s);
+            true
+        }
+        (Service, Value::Str(s)) if !f.service.is_set() => {
+            f.service.set(s);
+            true
+        }
+        (Host, Value::Str(s)) if !f.host.is_set() => {
+            f.host.set(s);
+            true
+        }
+        (Status, Value::Num(n, _)) if f.status.is_none() && (0.0..1000.0).contains(&n) => {
+            f.status = Some(n as i32);
+            true
+        }
+        (Status, Value::Str(s)) if f.status.is_none() => match s.trim().parse::<i32>() {
+            Ok(n) if (0..1000).contains(&n) => {
+                f.status = Some(n);
+                true
+            }
+            _ => false,
+        },
+        (Latency(mul), Value::Num(n, _)) if f.latency_ms.is_none() => {
+            f.latency_ms = Some(n * mul);
+            true
+        }
+        (Latency(mul), Value::Str(s)) if f.latency_ms.is_none() => {
+            match parse_duration_ms(s, mul) {
+                Some(ms) => {
+                    f.latency_ms = Some(ms);
+                    true
+                }
+                None => false,
+            }
+        }
+        (Bytes, Value::Num(n, _)) if f.bytes.is_none() && n >= 0.0 => {
+            f.bytes = Some(n as i64);
+            true
+        }
+        (Bytes, Value::Str(s)) if f.bytes.is_none() => match s.trim().parse::<i64>() {
+            Ok(n) => {
+                f.bytes = Some(n);
+                true
+            }
+            Err(_) => false,
+        },
+        (ClientIp, Value::Str(s)) if !f.client_ip.is_set() => {
+            f.client_ip.set(s);
+            true
+        }
+        (Method, Value::Str(s)) if !f.method.is_set() => {
+            f.method.set(s);
+            true
+        }
+        (Path, Value::Str(s)) if !f.path.is_set() => {
+            f.path.set(s);
+            true
+        }
+        (Request, Value::Str(s)) => match split_request_line(s) {
+            Some((m, p)) => {
+                f.method.set_if_empty(m);
+                f.path.set_if_empty(p);
+                false // keep the full request line in extra too
+            }
+            None => false,
+        },
+        _ => false,
+    }
+}
+
+/// Fills what a key/value line left empty: an access-log style message from
+/// method and path, and ERROR/WARN from a 5xx/4xx status when no level was given.
+pub fn finish(f: &mut Fields) {
+    if !f.message.is_set() {
+        if let (Some(m), Some(p)) = (f.method.get(), f.path.get()) {
+            let msg = format!("{m} {p}");
+            f.message.set(&msg);
+        }
+    }
+    if f.level.is_none() {
+        if let Some(st) = f.status {
+            f.level = Some(level_from_status(st));
+        }
+    }
+}
+
+/// The level an access log line implies from its HTTP status.
+pub fn level_from_status(status: i32) -> Level {
+    match status {
+        500..=599 => Level::Error,
+        400..=499 => Level::Warn,
+        _ => Level::Info,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aliases_and_units() {
+        let mut f = Fields::default();
+        assign(&mut f, "log.level", Value::Str("warning"), 2024);
+        assign(&mut f, "service.name", Value::Str("api"), 2024);
+        assign(
+            &mut f,
+            "event.duration",
+            Value::Num(2_500_000.0, "2500000"),
+            2024,
+        );
+        assign(&mut f, "Status", Value::Str("503"), 2024);
+        assign(&mut f, "user", Value::Str("bob"), 2024);
+        assign(&mut f, "retries", Value::Num(3.0, "3"), 2024);
+        assert_eq!(f.level, Some(Level::Warn));
+        assert_eq!(f.service.get(), Some("api"));
+        assert_eq!(f.latency_ms, Some(2.5));
+        assert_eq!(f.status, Some(503));
+        assert_eq!(f.extra, r#""user":"bob","retries":3"#);
+    }
+
+    #[test]
+    fn duration_texts() {
+        assert_eq!(parse_duration_ms("12ms", 1.0), Some(12.0));
+        assert_eq!(parse_duration_ms("1.5s", 1.0), Some(1500.0));
+        assert_eq!(parse_duration_ms("250us", 1.0), Some(0.25));
+        assert_eq!(parse_duration_ms("0.120", 1000.0), Some(120.0));
+        assert_eq!(parse_duration_ms("fast", 1.0), None);
+    }
+
+    #[test]
+    fn request_line_fills_method_path_and_message() {
+        let mut f = Fields::default();
+        assign(&mut f, "request", Value::Str("GET /a/b?x=1 HTTP/1.1"), 2024);
+        assign(&mut f, "status", Value::Num(404.0, "404"), 2024);
+        finish(&mut f);
+        assert_eq!(f.method.get(), Some("GET"));
+        assert_eq!(f.path.get(), Some("/a/b?x=1"));
+        assert_eq!(f.message.get(), Some("GET /a/b?x=1"));
+        assert_eq!(f.level, Some(Level::Warn));
+    }
+
+    #[test]
+    fn bad_values_go_to_extra_not_columns() {
+        let mut f = Fields::default();
+        assign(&mut f, "status", Value::Str("teapot"), 2024);
+        assign(&mut f, "time", Value::Str("yesterday"), 2024);
+        assert_eq!(f.status, None);
+        assert_eq!(f.ts, None);
+        assert_eq!(f.extra, r#""status":"teapot","time":"yesterday""#);
+    }
+}

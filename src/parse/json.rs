@@ -1,0 +1,361 @@
+//! Owns JSON-lines parsing: a small, allocation-free scanner over one object
+//! per line. Nested objects are flattened to dotted keys (so ECS written as
+//! `{"log":{"level":"info"}}` and as `{"log.level":"info"}` map the same),
+//! known keys go to columns through `fields::assign`, the rest to `extra`.
+
+use super::fields::{self, Value};
+use crate::record::Fields;
+
+const MAX_DEPTH: usize = 6;
+
+struct Scanner<'a> {
+    s: &'a str,
+    b: &'a [u8],
+    i: usize,
+}
+
+type PResult<T> = Result<T, String>;
+
+impl<'a> Scanner<'a> {
+    fn ws(&mut self) {
+        while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\r' | b'\n') {
+            self.i += 1;
+        }
+    }
+
+    fn err<T>(&self, what: &str) -> PResult<T> {
+        if self.i >= self.b.len() {
+            Err(format!("truncated JSON: {what} expected at end of line"))
+        } else {
+            Err(format!("invalid JSON: {what} expected at byte {}", self.i))
+        }
+    }
+
+    fn expect(&mut self, c: u8, what: &str) -> PResult<()> {
+        self.ws();
+        if self.i < self.b.len() && self.b[self.i] == c {
+            self.i += 1;
+            Ok(())
+        } else {
+            self.err(what)
+        }
+    }
+
+    /// Reads a string starting at the opening quote. Returns the raw slice
+    /// between the quotes and whether it contains escapes.
+    fn string_raw(&mut self) -> PResult<(&'a str, bool)> {
+        debug_assert_eq!(self.b[self.i], b'"');
+        self.i += 1;
+        let start = self.i;
+        let mut escaped = false;
+        loop {
+            match memchr::memchr2(b'"', b'\\', &self.b[self.i..]) {
+                None => {
+                    self.i = self.b.len();
+                    return self.err("closing quote");
+                }
+                Some(off) => {
+                    self.i += off;
+                    if self.b[self.i] == b'\\' {
+                        escaped = true;
+                        self.i += 2;
+                        if self.i > self.b.len() {
+                            self.i = self.b.len();
+                            return self.err("escape");
+                        }
+                    } else {
+                        let raw = &self.s[start..self.i];
+                        self.i += 1;
+                        return Ok((raw, escaped));
+                    }
+                }
+            }
+        }
+    }
+
+    fn skip_value(&mut self, depth: usize) -> PResult<()> {
+        self.ws();
+        if depth > 64 {
+            return Err("invalid JSON: nesting too deep".into());
+        }
+        match self.b.get(self.i) {
+            None => self.err("value"),
+            Some(b'"') => self.string_raw().map(|_| ()),
+            Some(b'{') | Some(b'[') => {
+                let close = if self.b[self.i] == b'{' { b'}' } else { b']' };
+                let is_obj = close == b'}';
+                self.i += 1;
+                self.ws();
+                if self.b.get(self.i) == Some(&close) {
+                    self.i += 1;
+                    return Ok(());
+                }
+                loop {
+                    if is_obj {
+                        self.ws();
+                        if self.b.get(self.i) != Some(&b'"') {
+                            return self.err("object key");
+                        }
+                        self.string_raw()?;
+                        self.expect(b':', "':'")?;
+                    }
+                    self.skip_value(depth + 1)?;
+                    self.ws();
+                    match self.b.get(self.i) {
+                        Some(b',') => self.i += 1,
+                        Some(c) if *c == close => {
+                            self.i += 1;
+                            return Ok(());
+                        }
+                        _ => return self.err("',' or closing bracket"),
+                    }
+                }
+            }
+            Some(_) => self.scalar_literal().map(|_| ()),
+        }
+    }
+
+    /// A number, `true`, `false` or `null`.
+    fn scalar_literal(&mut self) -> PResult<Value<'a>> {
+        let start = self.i;
+        while self.i < self.b.len()
+            && !matches!(
+                self.b[self.i],
+                b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n'
+            )
+        {
+            self.i += 1;
+        }
+        let tok = &self.s[start..self.i];
+        match tok {
+            "true" => Ok(Value::Bool(true)),
+            "false" => Ok(Value::Bool(false)),
+            "null" => Ok(Value::Null),
+            _ => {
+                let first = tok.as_bytes().first().copied().unwrap_or(b' ');
+                if !(first == b'-' || first.is_ascii_digit()) {
+                    self.i = start;
+                    return self.err("value");
+                }
+                match tok.parse::<f64>() {
+                    Ok(v) => Ok(Value::Num(v, tok)),
+                    Err(_) => {
+                        self.i = start;
+                        self.err("number")
+                    }
+                }
+            }
+        }
+    }
+
+    fn object(
+        &mut self,
+        prefix: &mut String,
+        f: &mut Fields,
+        scratch: &mut String,
+        year: i64,
+        depth: usize,
+    ) -> PResult<()> {
+        // at '{'
+        self.i += 1;
+        self.ws();
+        if self.b.get(self.i) == Some(&b'}') {
+            self.i += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            if self.b.get(self.i) != Some(&b'"') {
+                return self.err("object key");
+            }
+            let (kraw, kesc) = self.string_raw()?;
+            let plen = prefix.len();
+            if kesc {
+                unescape(kraw, prefix);
+            } else {
+                prefix.push_str(kraw);
+            }
+            self.expect(b':', "':'")?;
+            self.ws();
+            match self.b.get(self.i) {
+                None => return self.err("value"),
+                Some(b'"') => {
+                    let (vraw, vesc) = self.string_raw()?;
+                    if vesc {
+                        scratch.clear();
+                        unescape(vraw, scratch);
+                        fields::assign(f, prefix, Value::Str(scratch), year);
+                    } else {
+                        fields::assign(f, prefix, Value::Str(vraw), year);
+                    }
+                }
+                Some(b'{') if depth < MAX_DEPTH => {
+                    prefix.push('.');
+                    self.object(prefix, f, scratch, year, depth + 1)?;
+                }
+                Some(b'{') | Some(b'[') => {
+                    let start = self.i;
+                    self.skip_value(depth)?;
+                    let raw = &self.s[start..self.i];
+                    f.push_extra_raw(prefix, raw);
+                }
+                Some(_) => {
+                    let v = self.scalar_literal()?;
+                    fields::assign(f, prefix, v, year);
+                }
+            }
+            prefix.truncate(plen);
+            self.ws();
+            match self.b.get(self.i) {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(());
+                }
+                _ => return self.err("',' or '}'"),
+            }
+        }
+    }
+}
+
+/// Appends the unescaped form of a JSON string body to `out`.
+fn unescape(raw: &str, out: &mut String) {
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some('b') => out.push('\u{8}'),
+            Some('f') => out.push('\u{c}'),
+            Some('u') => {
+                let hex: String = chars.by_ref().take(4).collect();
+                let mut code = u32::from_str_radix(&hex, 16).unwrap_or(0xFFFD);
+                if (0xD800..0xDC00).contains(&code) {
+                    // surrogate pair
+                    let rest = chars.as_str();
+                    if rest.starts_with("\\u") && rest.len() >= 6 {
+                        if let Ok(lo) = u32::from_str_radix(&rest[2..6], 16) {
+                            if (0xDC00..0xE000).contains(&lo) {
+                                code = 0x10000 + ((code - 0xD800) << 10) + (lo - 0xDC00);
+                                for _ in 0..6 {
+                                    chars.next();
+                                }
+                            }
+                        }
+                    }
+                }
+                out.push(char::from_u32(code).unwrap_or('\u{FFFD}'));
+            }
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+}
+
+/// Reusable buffers for JSON parsing.
+#[derive(Default)]
+pub struct JsonScratch {
+    prefix: String,
+    value: String,
+}
+
+/// Parses one JSON object line into `f` (which the caller has cleared).
+pub fn parse_line(
+    line: &str,
+    f: &mut Fields,
+    scratch: &mut JsonScratch,
+    year: i64,
+) -> Result<(), String> {
+    let mut sc = Scanner {
+        s: line,
+        b: line.as_bytes(),
+        i: 0,
+    };
+    sc.ws();
+    if sc.b.get(sc.i) != Some(&b'{') {
+        return Err("not a JSON object".into());
+    }
+    scratch.prefix.clear();
+    sc.object(&mut scratch.prefix, f, &mut scratch.value, year, 0)?;
+    sc.ws();
+    if sc.i != sc.b.len() {
+        return Err(format!(
+            "invalid JSON: trailing characters at byte {}",
+            sc.i
+        ));
+    }
+    fields::finish(f);
+    Ok(())
+}
+
+/// True when the line looks like a JSON object (used by format detection).
+pub fn looks_like(line: &str) -> bool {
+    let t = line.trim_start();
+    t.starts_with('{') && t.trim_end().ends_with('}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Level;
+
+    fn parse(line: &str) -> Result<Fields, String> {
+        let mut f = Fields::default();
+        parse_line(line, &mut f, &mut JsonScratch::default(), 2024).map(|_| f)
+    }
+
+    #[test]
+    fn plain_json_with_aliases() {
+        let f = parse(r#"{"ts":"2024-03-01T10:00:00.5Z","lvl":"warn","app":"checkout","msg":"slow \"db\" call","latency":"35ms","status":200,"user_id":42,"tags":["a","b"]}"#).unwrap();
+        assert_eq!(f.ts, Some(1_709_287_200_500_000));
+        assert_eq!(f.level, Some(Level::Warn));
+        assert_eq!(f.service.get(), Some("checkout"));
+        assert_eq!(f.message.get(), Some("slow \"db\" call"));
+        assert_eq!(f.latency_ms, Some(35.0));
+        assert_eq!(f.status, Some(200));
+        assert_eq!(f.extra, r#""user_id":42,"tags":["a","b"]"#);
+    }
+
+    #[test]
+    fn ecs_dotted_and_nested_agree() {
+        let dotted = parse(r#"{"@timestamp":"2024-03-01T10:00:00Z","log.level":"error","service.name":"pay","message":"boom","event.duration":1500000,"http.response.status_code":502,"client.ip":"10.0.0.1","url.path":"/pay"}"#).unwrap();
+        let nested = parse(r#"{"@timestamp":"2024-03-01T10:00:00Z","log":{"level":"error"},"service":{"name":"pay"},"message":"boom","event":{"duration":1500000},"http":{"response":{"status_code":502}},"client":{"ip":"10.0.0.1"},"url":{"path":"/pay"}}"#).unwrap();
+        assert_eq!(dotted, nested);
+        assert_eq!(dotted.level, Some(Level::Error));
+        assert_eq!(dotted.service.get(), Some("pay"));
+        assert_eq!(dotted.latency_ms, Some(1.5));
+        assert_eq!(dotted.status, Some(502));
+        assert_eq!(dotted.client_ip.get(), Some("10.0.0.1"));
+        assert_eq!(dotted.path.get(), Some("/pay"));
+    }
+
+    #[test]
+    fn unicode_escapes() {
+        let f = parse(r#"{"msg":"caf\u00e9 \ud83d\ude00 tab\t"}"#).unwrap();
+        assert_eq!(f.message.get(), Some("café 😀 tab\t"));
+    }
+
+    #[test]
+    fn malformed_lines_are_errors_with_reasons() {
+        let e = parse(r#"{"msg":"cut here"#).unwrap_err();
+        assert!(e.starts_with("truncated JSON"), "{e}");
+        let e = parse(r#"{"msg":"x"} tail"#).unwrap_err();
+        assert!(e.contains("trailing"), "{e}");
+        let e = parse(r#"{"msg": bogus}"#).unwrap_err();
+        assert!(e.contains("invalid JSON"), "{e}");
+        assert!(parse("[1,2]").is_err());
+        assert!(parse(r#"{"a":1,}"#).is_err());
+    }
+
+    #[test]
+    fn epoch_number_timestamp() {
+        let f = parse(r#"{"time":1709287200123,"level":30,"msg":"pino"}"#).unwrap();
+        assert_eq!(f.ts, Some(1_709_287_200_123_000));
+        assert_eq!(f.level, Some(Level::Info));
+    }
+}

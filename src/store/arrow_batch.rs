@@ -1,0 +1,209 @@
+//! Owns the conversion of a `LogBatch` into an Arrow `RecordBatch` whose
+//! columns match the `logs` table in order, moving buffers without copying
+//! strings a second time.
+
+use crate::record::{LogBatch, StrColumn};
+use anyhow::Result;
+use arrow::array::{
+    ArrayRef, Float64Array, Int32Array, Int64Array, StringArray, StringViewBuilder,
+    TimestampMicrosecondArray, UInt32Array,
+};
+use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use std::sync::Arc;
+
+fn nulls(valid: impl Iterator<Item = bool>) -> Option<NullBuffer> {
+    let nb = NullBuffer::from_iter(valid);
+    (nb.null_count() > 0).then_some(nb)
+}
+
+fn str_array(c: &StrColumn) -> Result<ArrayRef> {
+    let offsets = OffsetBuffer::new(ScalarBuffer::from(c.offsets.clone()));
+    let values = Buffer::from(c.data.as_bytes());
+    let arr = StringArray::try_new(offsets, values, nulls(c.valid.iter().copied()))?;
+    Ok(Arc::new(arr))
+}
+
+fn opt_prim<T: Copy + Default>(v: &[Option<T>]) -> (Vec<T>, Option<NullBuffer>) {
+    let vals = v.iter().map(|x| x.unwrap_or_default()).collect();
+    (vals, nulls(v.iter().map(|x| x.is_some())))
+}
+
+/// One repeated short-or-long string as a view column (no per-row copy).
+fn repeated(value: &str, n: usize) -> ArrayRef {
+    let mut b = StringViewBuilder::with_capacity(n);
+    if value.len() <= 12 {
+        for _ in 0..n {
+            b.append_value(value);
+        }
+    } else {
+        let block = b.append_block(Buffer::from(value.as_bytes()));
+        for _ in 0..n {
+            // SAFETY: block holds `value`, which is valid UTF-8, at offset 0.
+            b.try_append_view(block, 0, value.len() as u32)
+                .expect("view into our own block");
+        }
+    }
+    Arc::new(b.finish())
+}
+
+/// The Arrow schema matching `logs` column for column.
+pub fn logs_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+        Field::new("level", DataType::Utf8View, true),
+        Field::new("service", DataType::Utf8, true),
+        Field::new("host", DataType::Utf8, true),
+        Field::new("message", DataType::Utf8, true),
+        Field::new("template_id", DataType::UInt32, true),
+        Field::new("status", DataType::Int32, true),
+        Field::new("latency_ms", DataType::Float64, true),
+        Field::new("bytes", DataType::Int64, true),
+        Field::new("client_ip", DataType::Utf8, true),
+        Field::new("method", DataType::Utf8, true),
+        Field::new("path", DataType::Utf8, true),
+        Field::new("source", DataType::Utf8View, true),
+        Field::new("line_no", DataType::Int64, true),
+        Field::new("ingest_id", DataType::Int64, true),
+        Field::new("extra", DataType::Utf8, true),
+    ])
+}
+
+/// Converts a batch (all of whose rows come from `source`) into a record batch.
+pub fn to_record_batch(b: &LogBatch, source: &str, ingest_id: i64) -> Result<RecordBatch> {
+    let n = b.len();
+    let (ts, ts_n) = opt_prim(&b.ts);
+    let ts = TimestampMicrosecondArray::new(ScalarBuffer::from(ts), ts_n);
+    let mut level = StringViewBuilder::with_capacity(n);
+    for l in &b.level {
+        match l {
+            Some(l) => level.append_value(l.as_str()),
+            None => level.append_null(),
+        }
+    }
+    let (st, st_n) = opt_prim(&b.status);
+    let (lat, lat_n) = opt_prim(&b.latency_ms);
+    let (by, by_n) = opt_prim(&b.bytes);
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(ts),
+        Arc::new(level.finish()),
+        str_array(&b.service)?,
+        str_array(&b.host)?,
+        str_array(&b.message)?,
+        Arc::new(UInt32Array::from(b.template_id.clone())),
+        Arc::new(Int32Array::new(ScalarBuffer::from(st), st_n)),
+        Arc::new(Float64Array::new(ScalarBuffer::from(lat), lat_n)),
+        Arc::new(Int64Array::new(ScalarBuffer::from(by), by_n)),
+        str_array(&b.client_ip)?,
+        str_array(&b.method)?,
+        str_array(&b.path)?,
+        repeated(source, n),
+        Arc::new(Int64Array::from(b.line_no.clone())),
+        Arc::new(Int64Array::from(vec![ingest_id; n])),
+        str_array(&b.extra)?,
+    ];
+    Ok(RecordBatch::try_new(Arc::new(logs_schema()), cols)?)
+}
+
+/// The `windows` rows of one detection pass as a record batch.
+pub fn windows_batch(
+    w: &crate::features::Windows,
+    scores: &[f64],
+    threshold: f64,
+    anoms: &[crate::detect::Anomaly],
+    window_us: i64,
+) -> Result<RecordBatch> {
+    use arrow::array::{BooleanArray, StringBuilder};
+    let n = w.len();
+    let ts_type = DataType::Timestamp(TimeUnit::Microsecond, None);
+    let ts = |v: Vec<i64>| -> ArrayRef { Arc::new(TimestampMicrosecondArray::from(v)) };
+    let reasons: std::collections::HashMap<(&str, i64), &str> = anoms
+        .iter()
+        .map(|a| ((a.service.as_str(), a.start_us), a.summary.as_str()))
+        .collect();
+    let mut reason_col = StringBuilder::new();
+    for i in 0..n {
+        match reasons.get(&(w.service[i].as_str(), w.start[i])) {
+            Some(r) => reason_col.append_value(r),
+            None => reason_col.append_null(),
+        }
+    }
+    let mut svc = StringBuilder::new();
+    for s in &w.service {
+        svc.append_value(s);
+    }
+    let feat = |f: usize| -> ArrayRef {
+        Arc::new(Float64Array::from_iter(
+            (0..n).map(|i| Some(w.x[[i, f]]).filter(|v| v.is_finite())),
+        ))
+    };
+    let feat_i = |f: usize| -> ArrayRef {
+        Arc::new(Int64Array::from_iter_values(
+            (0..n).map(|i| w.x[[i, f]] as i64),
+        ))
+    };
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(svc.finish()),
+        ts(w.start.clone()),
+        ts(w.start.iter().map(|s| s + window_us).collect()),
+        Arc::new(Int32Array::from(vec![(window_us / 1_000_000) as i32; n])),
+        feat_i(0),
+        Arc::new(Int64Array::from(w.errors.clone())),
+        Arc::new(Int64Array::from(w.warns.clone())),
+        feat(1),
+        feat(2),
+        feat(3),
+        feat(4),
+        feat(5),
+        feat(6),
+        feat(7),
+        feat(8),
+        feat_i(9),
+        feat_i(10),
+        feat_i(11),
+        feat(12),
+        Arc::new(Float64Array::from(scores.to_vec())),
+        Arc::new(BooleanArray::from_iter(
+            scores.iter().map(|s| Some(*s > threshold)),
+        )),
+        Arc::new(reason_col.finish()),
+    ];
+    let names = [
+        "service",
+        "window_start",
+        "window_end",
+        "window_secs",
+        "count",
+        "errors",
+        "warns",
+        "error_ratio",
+        "warn_ratio",
+        "ratio_4xx",
+        "ratio_5xx",
+        "latency_mean",
+        "latency_p95",
+        "latency_max",
+        "bytes",
+        "distinct_templates",
+        "new_templates",
+        "distinct_clients",
+        "top_client_share",
+        "score",
+        "is_anomaly",
+        "reasons",
+    ];
+    let fields: Vec<Field> = names
+        .iter()
+        .zip(&cols)
+        .map(|(name, c)| {
+            let dt = if *name == "window_start" || *name == "window_end" {
+                ts_type.clone()
+            } else {
+                c.data_type().clone()
+            };
+            Field::new(*name, dt, true)
+        })
+        .collect();
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
+}

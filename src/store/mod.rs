@@ -1,0 +1,450 @@
+//! Owns the DuckDB database: the schema (the public contract users query),
+//! columnar appends of parsed blocks (Arrow record batches through the
+//! appender, one transaction per block), runs bookkeeping, templates, and the
+//! queries the CLI and the web layer share.
+
+pub mod arrow_batch;
+pub mod query;
+
+use crate::ingest::ParsedBlock;
+use crate::template::Template;
+use anyhow::{Context, Result};
+use duckdb::{params, AccessMode, Config, Connection, OptionalExt};
+
+/// The schema. `CREATE ... IF NOT EXISTS` so opening an existing file is a no-op.
+pub const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS runs (
+    run_id         BIGINT PRIMARY KEY,
+    kind           VARCHAR NOT NULL,      -- analyze | consume
+    source         VARCHAR NOT NULL,
+    fingerprint    VARCHAR,
+    format         VARCHAR,
+    started_at     TIMESTAMP NOT NULL,
+    finished_at    TIMESTAMP,
+    status         VARCHAR NOT NULL,      -- running | done | failed
+    lines_read     BIGINT DEFAULT 0,
+    lines_stored   BIGINT DEFAULT 0,
+    lines_rejected BIGINT DEFAULT 0,
+    bytes_read     BIGINT DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS logs (
+    ts          TIMESTAMP,
+    level       VARCHAR,
+    service     VARCHAR,
+    host        VARCHAR,
+    message     VARCHAR,
+    template_id UINTEGER,
+    status      INTEGER,
+    latency_ms  DOUBLE,
+    bytes       BIGINT,
+    client_ip   VARCHAR,
+    method      VARCHAR,
+    path        VARCHAR,
+    source      VARCHAR,
+    line_no     BIGINT,
+    ingest_id   BIGINT,
+    extra       JSON
+);
+CREATE TABLE IF NOT EXISTS templates (
+    template_id UINTEGER PRIMARY KEY,
+    template    VARCHAR NOT NULL,
+    first_seen  TIMESTAMP,
+    last_seen   TIMESTAMP,
+    count       BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS windows (
+    service            VARCHAR,
+    window_start       TIMESTAMP,
+    window_end         TIMESTAMP,
+    window_secs        INTEGER,
+    count              BIGINT,
+    errors             BIGINT,
+    warns              BIGINT,
+    error_ratio        DOUBLE,
+    warn_ratio         DOUBLE,
+    ratio_4xx          DOUBLE,
+    ratio_5xx          DOUBLE,
+    latency_mean       DOUBLE,
+    latency_p95        DOUBLE,
+    latency_max        DOUBLE,
+    bytes              DOUBLE,
+    distinct_templates BIGINT,
+    new_templates      BIGINT,
+    distinct_clients   BIGINT,
+    top_client_share   DOUBLE,
+    score              DOUBLE,
+    is_anomaly         BOOLEAN,
+    reasons            VARCHAR
+);
+CREATE TABLE IF NOT EXISTS anomalies (
+    anomaly_id    BIGINT,
+    service       VARCHAR,
+    window_start  TIMESTAMP,
+    window_end    TIMESTAMP,
+    window_secs   INTEGER,
+    score         DOUBLE,
+    summary       VARCHAR,
+    reasons       JSON,
+    templates     JSON,
+    example_lines JSON
+);
+CREATE TABLE IF NOT EXISTS rejects (
+    source      VARCHAR,
+    line_no     BIGINT,
+    reason      VARCHAR,
+    raw         VARCHAR,
+    ingest_id   BIGINT,
+    message_id  VARCHAR
+);
+CREATE OR REPLACE VIEW line_rarity AS
+WITH total AS (SELECT greatest(sum(count), 2)::DOUBLE AS n FROM templates)
+SELECT l.*, t.template, t.count AS template_count,
+       round(0.7 * ln(total.n / t.count) / ln(total.n)
+             + 0.3 * CASE l.level WHEN 'FATAL' THEN 1.0 WHEN 'ERROR' THEN 0.8 WHEN 'WARN' THEN 0.4 ELSE 0.0 END, 4) AS rarity
+FROM logs l JOIN templates t USING (template_id), total;
+"#;
+
+/// DuckDB settings: never download extensions at run time (everything we
+/// need — JSON — is compiled in), so a missing one fails at once, offline.
+fn offline_config() -> Result<Config> {
+    Ok(Config::default()
+        .enable_autoload_extension(false)?
+        .with("autoinstall_known_extensions", "false")?)
+}
+
+/// An open LogSentry database.
+pub struct Store {
+    pub conn: Connection,
+    pub path: String,
+}
+
+/// What `runs` says about an earlier load of the same content.
+#[derive(Debug, Clone)]
+pub struct PriorRun {
+    pub run_id: i64,
+    pub source: String,
+    pub finished_at: String,
+    pub lines_stored: i64,
+}
+
+/// Totals of one run, written to `runs` when it ends.
+#[derive(Debug, Clone, Default)]
+pub struct RunTotals {
+    pub lines_read: u64,
+    pub lines_stored: u64,
+    pub lines_rejected: u64,
+    pub bytes_read: u64,
+}
+
+impl Store {
+    /// Opens (creating if needed) a database for writing.
+    pub fn open(path: &str) -> Result<Store> {
+        if let Some(parent) = std::path::Path::new(path).parent() {
+            if !parent.as_os_str().is_empty() && !parent.exists() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create directory {}", parent.display()))?;
+            }
+        }
+        let conn = Connection::open_with_flags(path, offline_config()?)
+            .with_context(|| format!("cannot open database {path}"))?;
+        conn.execute_batch(SCHEMA)
+            .with_context(|| format!("cannot create the schema in {path}"))?;
+        Ok(Store {
+            conn,
+            path: path.to_string(),
+        })
+    }
+
+    /// Opens an existing database read-only (the `sql` command, the console).
+    pub fn open_read_only(path: &str) -> Result<Store> {
+        if !std::path::Path::new(path).exists() {
+            anyhow::bail!("no database at {path}: run `logsentry analyze FILE --db {path}` first");
+        }
+        let cfg = offline_config()?.access_mode(AccessMode::ReadOnly)?;
+        let conn = Connection::open_with_flags(path, cfg)
+            .with_context(|| format!("cannot open database {path} read-only"))?;
+        Ok(Store {
+            conn,
+            path: path.to_string(),
+        })
+    }
+
+    /// A finished run that loaded content with this fingerprint, if any.
+    pub fn find_loaded(&self, fingerprint: &str) -> Result<Option<PriorRun>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT run_id, source, CAST(finished_at AS VARCHAR), lines_stored FROM runs
+                 WHERE fingerprint = ? AND status = 'done' ORDER BY run_id DESC LIMIT 1",
+                params![fingerprint],
+                |r| {
+                    Ok(PriorRun {
+                        run_id: r.get(0)?,
+                        source: r.get(1)?,
+                        finished_at: r.get(2)?,
+                        lines_stored: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Runs with this fingerprint, any status (for `--replace` and cleanup).
+    pub fn runs_with_fingerprint(&self, fingerprint: &str) -> Result<Vec<i64>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT run_id FROM runs WHERE fingerprint = ? ORDER BY run_id")?;
+        let ids = st
+            .query_map(params![fingerprint], |r| r.get(0))?
+            .collect::<duckdb::Result<Vec<i64>>>()?;
+        Ok(ids)
+    }
+
+    /// Deletes everything a run stored (its logs, rejects and runs row) and
+    /// takes its lines out of the template counts. Returns the lines removed
+    /// per template, so an in-memory miner can do the same.
+    pub fn delete_run(&self, run_id: i64) -> Result<Vec<(u32, i64)>> {
+        self.conn.execute_batch("BEGIN TRANSACTION")?;
+        let r = (|| -> Result<Vec<(u32, i64)>> {
+            let mut st = self
+                .conn
+                .prepare("SELECT template_id, count(*) FROM logs WHERE ingest_id = ? GROUP BY 1")?;
+            let removed = st
+                .query_map(params![run_id], |r| {
+                    Ok((r.get::<_, u32>(0)?, r.get::<_, i64>(1)?))
+                })?
+                .collect::<duckdb::Result<Vec<_>>>()?;
+            self.conn.execute(
+                "UPDATE templates SET count = templates.count - d.n
+                 FROM (SELECT template_id, count(*) AS n FROM logs WHERE ingest_id = ? GROUP BY 1) d
+                 WHERE templates.template_id = d.template_id",
+                params![run_id],
+            )?;
+            self.conn
+                .execute("DELETE FROM logs WHERE ingest_id = ?", params![run_id])?;
+            self.conn
+                .execute("DELETE FROM rejects WHERE ingest_id = ?", params![run_id])?;
+            self.conn
+                .execute("DELETE FROM runs WHERE run_id = ?", params![run_id])?;
+            Ok(removed)
+        })();
+        self.finish_txn(r)
+    }
+
+    fn finish_txn<T>(&self, r: Result<T>) -> Result<T> {
+        match r {
+            Ok(v) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    /// Records the start of a run and returns its id (also the `ingest_id`).
+    pub fn begin_run(
+        &self,
+        kind: &str,
+        source: &str,
+        fingerprint: Option<&str>,
+        format: &str,
+    ) -> Result<i64> {
+        let id: i64 =
+            self.conn
+                .query_row("SELECT coalesce(max(run_id), 0) + 1 FROM runs", [], |r| {
+                    r.get(0)
+                })?;
+        self.conn.execute(
+            "INSERT INTO runs (run_id, kind, source, fingerprint, format, started_at, status)
+             VALUES (?, ?, ?, ?, ?, current_timestamp::TIMESTAMP, 'running')",
+            params![id, kind, source, fingerprint, format],
+        )?;
+        Ok(id)
+    }
+
+    /// Marks a run finished with its totals.
+    pub fn finish_run(&self, run_id: i64, status: &str, t: &RunTotals) -> Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET finished_at = current_timestamp::TIMESTAMP, status = ?, lines_read = ?, lines_stored = ?,
+             lines_rejected = ?, bytes_read = ? WHERE run_id = ?",
+            params![
+                status,
+                t.lines_read as i64,
+                t.lines_stored as i64,
+                t.lines_rejected as i64,
+                t.bytes_read as i64,
+                run_id
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Stores one parsed block (lines and rejects) in a single transaction.
+    pub fn append_block(&self, run_id: i64, source: &str, block: &ParsedBlock) -> Result<()> {
+        self.conn.execute_batch("BEGIN TRANSACTION")?;
+        let r = (|| -> Result<()> {
+            {
+                let mut app = self.conn.appender("logs")?;
+                for b in &block.batches {
+                    if b.is_empty() {
+                        continue;
+                    }
+                    let rb = arrow_batch::to_record_batch(b, source, run_id)?;
+                    app.append_record_batch(rb)
+                        .context("appending parsed lines to logs")?;
+                }
+                app.flush()?;
+            }
+            if !block.rejects.is_empty() {
+                let mut app = self.conn.appender("rejects")?;
+                for rj in &block.rejects {
+                    app.append_row(params![
+                        source,
+                        rj.line_no,
+                        rj.reason,
+                        rj.raw,
+                        run_id,
+                        Option::<String>::None
+                    ])?;
+                }
+                app.flush()?;
+            }
+            Ok(())
+        })();
+        self.finish_txn(r)
+    }
+
+    /// All stored templates, to seed the miner so ids stay stable across runs.
+    pub fn load_templates(&self) -> Result<Vec<Template>> {
+        let mut st = self.conn.prepare(
+            "SELECT template_id, template, epoch_us(first_seen), epoch_us(last_seen), count
+             FROM templates ORDER BY template_id",
+        )?;
+        let rows = st
+            .query_map([], |r| {
+                let text: String = r.get(1)?;
+                Ok(Template {
+                    id: r.get::<_, u32>(0)?,
+                    tokens: text.split(' ').map(str::to_string).collect(),
+                    first_seen: r.get(2)?,
+                    last_seen: r.get(3)?,
+                    count: r.get::<_, i64>(4)? as u64,
+                    stored: true,
+                    dirty: false,
+                })
+            })?
+            .collect::<duckdb::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Writes new and changed templates.
+    pub fn save_templates(&self, templates: &[Template]) -> Result<()> {
+        self.conn.execute_batch("BEGIN TRANSACTION")?;
+        let r = (|| -> Result<()> {
+            let dirty: Vec<&Template> = templates.iter().filter(|t| t.dirty).collect();
+            let mut del = self
+                .conn
+                .prepare("DELETE FROM templates WHERE template_id = ?")?;
+            for t in dirty.iter().filter(|t| t.stored) {
+                del.execute(params![t.id])?;
+            }
+            let mut app = self.conn.appender("templates")?;
+            for t in &dirty {
+                app.append_row(params![
+                    t.id,
+                    t.text(),
+                    t.first_seen.map(duckdb_ts),
+                    t.last_seen.map(duckdb_ts),
+                    t.count as i64
+                ])?;
+            }
+            app.flush()?;
+            Ok(())
+        })();
+        self.finish_txn(r)
+    }
+}
+
+/// Epoch microseconds as a value the appender writes into TIMESTAMP.
+fn duckdb_ts(us: i64) -> duckdb::types::Value {
+    duckdb::types::Value::Timestamp(duckdb::types::TimeUnit::Microsecond, us)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::{parse_block, ParseSettings};
+    use crate::parse::Format;
+    use crate::template::Miner;
+
+    #[test]
+    fn append_and_query_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.duckdb");
+        let store = Store::open(db.to_str().unwrap()).unwrap();
+        let text = concat!(
+            r#"{"ts":"2024-01-01T00:00:00Z","level":"error","service":"api","msg":"boom 1","status":503,"latency_ms":12.5,"bytes":10,"client_ip":"1.2.3.4","method":"GET","path":"/x","k":"v"}"#,
+            "\n",
+            "not json\n",
+            r#"{"ts":"2024-01-01T00:00:01Z","level":"info","msg":"ok"}"#,
+            "\n"
+        );
+        let mut miner = Miner::default();
+        let settings = ParseSettings {
+            format: Format::Json,
+            year: 2024,
+            max_line_bytes: 1 << 20,
+        };
+        let block = parse_block(text.as_bytes(), 1, &settings, &mut miner);
+        let run = store
+            .begin_run("analyze", "mem", Some("fp"), "json")
+            .unwrap();
+        store.append_block(run, "mem", &block).unwrap();
+        store.save_templates(miner.templates()).unwrap();
+        store
+            .finish_run(
+                run,
+                "done",
+                &RunTotals {
+                    lines_read: 3,
+                    lines_stored: 2,
+                    lines_rejected: 1,
+                    bytes_read: 1,
+                },
+            )
+            .unwrap();
+        let (n, svc, st, lat, extra, ts): (i64, String, i32, f64, String, String) = store
+            .conn
+            .query_row(
+                "SELECT count(*) OVER (), service, status, latency_ms, extra->>'k', strftime(ts, '%Y-%m-%d %H:%M:%S') FROM logs ORDER BY line_no LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (n, svc.as_str(), st, lat, extra.as_str()),
+            (2, "api", 503, 12.5, "v")
+        );
+        assert_eq!(ts, "2024-01-01 00:00:00");
+        let (line, reason): (i64, String) = store
+            .conn
+            .query_row("SELECT line_no, reason FROM rejects", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(line, 2);
+        assert!(reason.contains("JSON"));
+        assert!(store.find_loaded("fp").unwrap().is_some());
+        let loaded = store.load_templates().unwrap();
+        assert_eq!(loaded.len(), miner.len());
+        store.delete_run(run).unwrap();
+        let n: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM logs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+}

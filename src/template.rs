@@ -1,0 +1,530 @@
+//! Owns template mining: a Drain-style miner that masks variables (numbers,
+//! hex, IPs, UUIDs, paths' variable segments, URLs, emails, quoted strings,
+//! `key=value` values) as `<*>`, groups lines by token count and first token,
+//! and merges lines whose tokens mostly agree into one template.
+//!
+//! Lines whose masked token sequence was seen before hit a hash cache, so the
+//! similarity search runs once per distinct shape. Chunks are mined in
+//! parallel by independent miners and merged, in chunk order, into one global
+//! miner, so ids are deterministic for the same input.
+
+use ahash::AHashMap;
+
+pub const WILDCARD: &str = "<*>";
+/// Drain's similarity threshold: share of equal tokens needed to join a template.
+pub const DEFAULT_SIMILARITY: f64 = 0.4;
+const MAX_TOKENS: usize = 64;
+
+/// One template: its tokens and how often / when it was seen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pub id: u32,
+    pub tokens: Vec<String>,
+    pub count: u64,
+    pub first_seen: Option<i64>,
+    pub last_seen: Option<i64>,
+    /// True when this template was loaded from storage (seen in an earlier run).
+    pub stored: bool,
+    /// True when this run changed it (new, generalised, or counted).
+    pub dirty: bool,
+}
+
+impl Template {
+    pub fn text(&self) -> String {
+        self.tokens.join(" ")
+    }
+
+    fn see(&mut self, n: u64, first: Option<i64>, last: Option<i64>) {
+        self.count += n;
+        self.first_seen = min_opt(self.first_seen, first);
+        self.last_seen = max_opt(self.last_seen, last);
+        self.dirty = true;
+    }
+}
+
+fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+#[inline]
+fn mix(h: u64, v: u64) -> u64 {
+    (h.rotate_left(5) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95)
+}
+
+fn hash_bytes(mut h: u64, b: &[u8]) -> u64 {
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        h = mix(
+            h,
+            u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]),
+        );
+    }
+    let mut last = 0u64;
+    for (i, &x) in chunks.remainder().iter().enumerate() {
+        last |= (x as u64) << (8 * i);
+    }
+    mix(mix(h, last), b.len() as u64)
+}
+
+const WILD_HASH: u64 = 0x9e37_79b9_7f4a_7c15;
+
+fn is_hex_word(t: &str) -> bool {
+    t.len() >= 8 && t.bytes().all(|c| c.is_ascii_hexdigit())
+}
+
+/// Whether a token (without surrounding punctuation handling) is a variable.
+fn is_variable(t: &str) -> bool {
+    let b = t.as_bytes();
+    if b.iter().any(|c| c.is_ascii_digit()) {
+        return true;
+    }
+    if t.contains("://") {
+        return true;
+    }
+    if let Some(at) = t.find('@') {
+        if at > 0 && t[at..].contains('.') {
+            return true;
+        }
+    }
+    is_hex_word(t.trim_matches(|c: char| !c.is_ascii_alphanumeric()))
+}
+
+/// A masked token, streamed to a callback: either literal text or the wildcard.
+enum Piece<'a> {
+    Lit(&'a str),
+    Wild,
+}
+
+/// Splits `msg` into masked tokens, calling `emit` once per output token with
+/// its pieces (a path like `/api/users/42` is one token of several pieces).
+fn for_each_token<'a>(msg: &'a str, mut emit: impl FnMut(&[Piece<'a>])) {
+    let b = msg.as_bytes();
+    let mut i = 0;
+    let mut pieces: Vec<Piece<'a>> = Vec::with_capacity(8);
+    let mut n = 0;
+    while i < b.len() && n < MAX_TOKENS {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i >= b.len() {
+            break;
+        }
+        let start = i;
+        // quoted span: one variable token up to the matching quote
+        if (b[i] == b'"' || b[i] == b'\'') && i + 1 < b.len() {
+            let q = b[i];
+            if let Some(off) = memchr::memchr(q, &b[i + 1..]) {
+                let end = i + 1 + off + 1;
+                // include trailing punctuation glued to the quote
+                let mut e = end;
+                while e < b.len() && !b[e].is_ascii_whitespace() {
+                    e += 1;
+                }
+                pieces.clear();
+                pieces.push(Piece::Wild);
+                if e > end {
+                    pieces.push(Piece::Lit(&msg[end..e]));
+                }
+                emit(&pieces);
+                n += 1;
+                i = e;
+                continue;
+            }
+        }
+        while i < b.len() && !b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let tok = &msg[start..i];
+        pieces.clear();
+        mask_token(tok, &mut pieces);
+        emit(&pieces);
+        n += 1;
+    }
+}
+
+fn mask_token<'a>(tok: &'a str, out: &mut Vec<Piece<'a>>) {
+    // key=value → key=<*>
+    if let Some(eq) = tok.find('=') {
+        if eq > 0 && eq + 1 < tok.len() && !tok[..eq].bytes().any(|c| c.is_ascii_digit()) {
+            out.push(Piece::Lit(&tok[..=eq]));
+            out.push(Piece::Wild);
+            return;
+        }
+    }
+    // a path: mask the variable segments and any query string
+    if tok.len() > 1 && tok.starts_with('/') && !tok.contains("://") {
+        let (path, query) = match tok.find('?') {
+            Some(q) => (&tok[..q], true),
+            None => (tok, false),
+        };
+        let mut seg_start = 0;
+        let pb = path.as_bytes();
+        for j in 0..=pb.len() {
+            if j == pb.len() || pb[j] == b'/' {
+                if j > seg_start {
+                    let seg = &path[seg_start..j];
+                    if is_variable(seg) || seg.len() > 24 {
+                        out.push(Piece::Wild);
+                    } else {
+                        out.push(Piece::Lit(seg));
+                    }
+                }
+                if j < pb.len() {
+                    out.push(Piece::Lit("/"));
+                }
+                seg_start = j + 1;
+            }
+        }
+        if query {
+            out.push(Piece::Lit("?"));
+            out.push(Piece::Wild);
+        }
+        return;
+    }
+    if is_variable(tok) {
+        // keep punctuation that ends a sentence or a key: "id 42," → "<*>,"
+        let trail = tok.len() - tok.trim_end_matches([',', ';', ':', '.', ')', ']']).len();
+        let lead = tok.len() - tok.trim_start_matches(['(', '[']).len();
+        if lead > 0 {
+            out.push(Piece::Lit(&tok[..lead]));
+        }
+        out.push(Piece::Wild);
+        if trail > 0 && trail + lead < tok.len() {
+            out.push(Piece::Lit(&tok[tok.len() - trail..]));
+        }
+        return;
+    }
+    out.push(Piece::Lit(tok));
+}
+
+fn pieces_to_string(p: &[Piece<'_>]) -> String {
+    let mut s = String::new();
+    for x in p {
+        match x {
+            Piece::Lit(l) => s.push_str(l),
+            Piece::Wild => s.push_str(WILDCARD),
+        }
+    }
+    s
+}
+
+/// Masks a message into its template tokens (used by tests and the miner's slow path).
+pub fn mask(msg: &str) -> Vec<String> {
+    let mut toks = Vec::new();
+    for_each_token(msg, |p| toks.push(pieces_to_string(p)));
+    toks
+}
+
+/// Hash of the masked token sequence: the cache key of the fast path.
+fn signature(msg: &str) -> u64 {
+    let mut h = 0x243f_6a88_85a3_08d3u64;
+    let mut n = 0u64;
+    for_each_token(msg, |pieces| {
+        for p in pieces {
+            h = match p {
+                Piece::Lit(l) => hash_bytes(h, l.as_bytes()),
+                Piece::Wild => mix(h, WILD_HASH),
+            };
+        }
+        h = mix(h, 0xff);
+        n += 1;
+    });
+    mix(h, n)
+}
+
+/// A Drain-style template miner.
+#[derive(Debug, Clone)]
+pub struct Miner {
+    templates: Vec<Template>,
+    /// (token count, hash of first token or wildcard) → template indices.
+    groups: AHashMap<(usize, u64), Vec<u32>>,
+    cache: AHashMap<u64, u32>,
+    similarity: f64,
+    /// Id of the first template this miner creates (ids are index + base).
+    base_id: u32,
+}
+
+impl Default for Miner {
+    fn default() -> Self {
+        Miner::new(DEFAULT_SIMILARITY)
+    }
+}
+
+fn group_key(tokens: &[String]) -> (usize, u64) {
+    let first = match tokens.first() {
+        None => 0,
+        Some(t) if t.contains(WILDCARD) => WILD_HASH,
+        Some(t) => hash_bytes(1, t.as_bytes()),
+    };
+    (tokens.len(), first)
+}
+
+impl Miner {
+    pub fn new(similarity: f64) -> Self {
+        Miner {
+            templates: Vec::new(),
+            groups: AHashMap::new(),
+            cache: AHashMap::new(),
+            similarity,
+            base_id: 1,
+        }
+    }
+
+    /// Restores templates stored by an earlier run, ids as stored.
+    pub fn with_stored(similarity: f64, stored: Vec<Template>) -> Self {
+        let mut m = Miner::new(similarity);
+        let mut stored = stored;
+        stored.sort_by_key(|t| t.id);
+        // ids are dense in storage; keep them as indices
+        for mut t in stored {
+            let expected = m.base_id + m.templates.len() as u32;
+            while t.id > m.base_id + m.templates.len() as u32 {
+                // a gap (should not happen): keep ids aligned with a placeholder
+                let gap_id = m.base_id + m.templates.len() as u32;
+                m.templates.push(Template {
+                    id: gap_id,
+                    tokens: vec![format!("<gap {gap_id}>")],
+                    count: 0,
+                    first_seen: None,
+                    last_seen: None,
+                    stored: true,
+                    dirty: false,
+                });
+            }
+            if t.id < expected {
+                continue;
+            }
+            t.stored = true;
+            t.dirty = false;
+            let idx = m.templates.len() as u32;
+            m.groups.entry(group_key(&t.tokens)).or_default().push(idx);
+            m.templates.push(t);
+        }
+        m
+    }
+
+    pub fn templates(&self) -> &[Template] {
+        &self.templates
+    }
+
+    pub fn len(&self) -> usize {
+        self.templates.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.templates.is_empty()
+    }
+
+    pub fn get(&self, id: u32) -> Option<&Template> {
+        id.checked_sub(self.base_id)
+            .and_then(|i| self.templates.get(i as usize))
+    }
+
+    /// Assigns a template id to one message seen at `ts`.
+    pub fn add(&mut self, msg: &str, ts: Option<i64>) -> u32 {
+        let sig = signature(msg);
+        let idx = match self.cache.get(&sig) {
+            Some(&i) => i,
+            None => {
+                let toks = mask(msg);
+                let i = self.match_or_create(toks);
+                self.cache.insert(sig, i);
+                i
+            }
+        };
+        self.templates[idx as usize].see(1, ts, ts);
+        idx + self.base_id
+    }
+
+    /// Takes `n` lines out of a template's count (their run was deleted).
+    pub fn forget(&mut self, id: u32, n: u64) {
+        if let Some(t) = id
+            .checked_sub(self.base_id)
+            .and_then(|i| self.templates.get_mut(i as usize))
+        {
+            t.count = t.count.saturating_sub(n);
+            t.dirty = true;
+        }
+    }
+
+    /// Adds a whole template (from another miner) with its counts; returns the id here.
+    pub fn absorb(&mut self, t: &Template) -> u32 {
+        let idx = self.match_or_create(t.tokens.clone());
+        self.templates[idx as usize].see(t.count, t.first_seen, t.last_seen);
+        idx + self.base_id
+    }
+
+    fn match_or_create(&mut self, toks: Vec<String>) -> u32 {
+        let key = group_key(&toks);
+        let mut best: Option<(u32, f64, usize)> = None;
+        if let Some(cands) = self.groups.get(&key) {
+            for &c in cands {
+                let t = &self.templates[c as usize];
+                let (sim, params) = similarity(&t.tokens, &toks);
+                let better = match best {
+                    None => true,
+                    Some((_, bs, bp)) => sim > bs || (sim == bs && params > bp),
+                };
+                if better {
+                    best = Some((c, sim, params));
+                }
+            }
+        }
+        match best {
+            Some((c, sim, _)) if sim >= self.similarity => {
+                let t = &mut self.templates[c as usize];
+                for (a, b) in t.tokens.iter_mut().zip(&toks) {
+                    if a != b && a != WILDCARD {
+                        *a = WILDCARD.to_string();
+                        t.dirty = true;
+                    }
+                }
+                c
+            }
+            _ => {
+                let idx = self.templates.len() as u32;
+                self.templates.push(Template {
+                    id: idx + self.base_id,
+                    tokens: toks,
+                    count: 0,
+                    first_seen: None,
+                    last_seen: None,
+                    stored: false,
+                    dirty: true,
+                });
+                self.groups.entry(key).or_default().push(idx);
+                idx
+            }
+        }
+    }
+
+    /// Merges a chunk miner into this one; returns local id → id here.
+    pub fn merge(&mut self, local: &Miner) -> Vec<u32> {
+        let mut map = vec![0u32; local.templates.len() + local.base_id as usize];
+        for t in &local.templates {
+            map[t.id as usize] = self.absorb(t);
+        }
+        map
+    }
+}
+
+/// Drain's sequence similarity: share of positions with equal literal tokens,
+/// and how many wildcard positions the template has (tie-break).
+fn similarity(template: &[String], toks: &[String]) -> (f64, usize) {
+    if template.is_empty() {
+        return (1.0, 0);
+    }
+    let mut same = 0;
+    let mut params = 0;
+    for (a, b) in template.iter().zip(toks) {
+        if a == WILDCARD {
+            params += 1;
+        } else if a == b {
+            same += 1;
+        }
+    }
+    (same as f64 / template.len() as f64, params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_variables() {
+        assert_eq!(
+            mask("user 42 logged in from 10.0.0.1 at 0xdeadbeef"),
+            ["user", "<*>", "logged", "in", "from", "<*>", "at", "<*>"]
+        );
+        assert_eq!(
+            mask("GET /api/orders/8812/items?page=2 HTTP/1.1"),
+            ["GET", "/api/orders/<*>/items?<*>", "<*>"]
+        );
+        assert_eq!(
+            mask("request 3fa85f64-5717-4562-b3fc-2c963f66afa6 by bob@example.com took 35ms"),
+            ["request", "<*>", "by", "<*>", "took", "<*>"]
+        );
+        assert_eq!(
+            mask(r#"cannot open "my file.txt": user=alice retry=3,"#),
+            ["cannot", "open", "<*>:", "user=<*>", "retry=<*>"]
+        );
+        assert_eq!(
+            mask("fetch https://x.io/a failed"),
+            ["fetch", "<*>", "failed"]
+        );
+        assert_eq!(mask("deadbeefcafe seen"), ["<*>", "seen"]);
+    }
+
+    #[test]
+    fn same_shape_same_id_and_merge_generalises() {
+        let mut m = Miner::default();
+        let a = m.add("connection to db-1 closed after 30s", Some(1));
+        let b = m.add("connection to db-2 closed after 12s", Some(2));
+        assert_eq!(a, b);
+        // differs in one literal word: joins and generalises
+        let c = m.add("connection to cache closed after 1s", Some(3));
+        assert_eq!(a, c);
+        assert_eq!(
+            m.get(a).unwrap().text(),
+            "connection to <*> closed after <*>"
+        );
+        assert_eq!(m.get(a).unwrap().count, 3);
+        assert_eq!(m.get(a).unwrap().first_seen, Some(1));
+        assert_eq!(m.get(a).unwrap().last_seen, Some(3));
+        // a different message gets a different id
+        let d = m.add("java.lang.OutOfMemoryError: Java heap space", None);
+        assert_ne!(a, d);
+    }
+
+    #[test]
+    fn chunk_merge_is_consistent() {
+        let lines = [
+            "payment 1 accepted",
+            "payment 2 accepted",
+            "disk full on /var/log",
+            "payment 3 declined by bank",
+            "disk full on /tmp",
+        ];
+        let mut whole = Miner::default();
+        let ids: Vec<u32> = lines.iter().map(|l| whole.add(l, None)).collect();
+        let mut global = Miner::default();
+        let mut merged = Vec::new();
+        for chunk in lines.chunks(2) {
+            let mut local = Miner::default();
+            let local_ids: Vec<u32> = chunk.iter().map(|l| local.add(l, None)).collect();
+            let map = global.merge(&local);
+            merged.extend(local_ids.iter().map(|&i| map[i as usize]));
+        }
+        // same partition of lines into templates
+        for i in 0..lines.len() {
+            for j in 0..lines.len() {
+                assert_eq!(ids[i] == ids[j], merged[i] == merged[j], "{i} {j}");
+            }
+        }
+        assert_eq!(global.len(), whole.len());
+    }
+
+    #[test]
+    fn stored_templates_keep_ids() {
+        let mut m = Miner::default();
+        let a = m.add("user 1 login", Some(5));
+        let b = m.add("cache miss for key abc", Some(6));
+        let stored: Vec<Template> = m.templates().to_vec();
+        let mut again = Miner::with_stored(DEFAULT_SIMILARITY, stored);
+        assert_eq!(again.add("user 77 login", Some(9)), a);
+        assert_eq!(again.add("cache miss for key xyz", Some(9)), b);
+        assert!(again.get(a).unwrap().stored);
+    }
+}

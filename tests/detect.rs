@@ -1,0 +1,215 @@
+//! Whole-path detection tests: generated logs with labelled incidents go
+//! through `analyze` (real binary, real DuckDB file); every incident kind must
+//! be reported with the right service and time, and false alarms stay few.
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+fn ok(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_logsentry"))
+        .args(args)
+        .env_remove("LOGSENTRY_CONFIG")
+        .output()
+        .expect("run logsentry");
+    assert!(
+        out.status.success(),
+        "logsentry {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn micros(rfc3339: &str) -> i64 {
+    logsentry::parse::time::parse_iso_prefix(rfc3339).unwrap().0
+}
+
+/// Checks every labelled incident is found; returns (found kinds, false anomalies).
+fn check(out: &Value, labels: &Value) -> (Vec<String>, usize) {
+    let anomalies = out["anomalies"].as_array().unwrap();
+    let rare = out["rare_lines"].as_array().unwrap();
+    let mut found = Vec::new();
+    let mut matched = vec![false; anomalies.len()];
+    for inc in labels["incidents"].as_array().unwrap() {
+        let kind = inc["kind"].as_str().unwrap();
+        let svc = inc["service"].as_str().unwrap();
+        let (a, b) = (
+            inc["start_us"].as_i64().unwrap(),
+            inc["end_us"].as_i64().unwrap(),
+        );
+        let mut hit = false;
+        for (i, an) in anomalies.iter().enumerate() {
+            let t = micros(an["window_start"].as_str().unwrap());
+            if an["service"] == svc && t >= a - 60_000_000 && t < b + 60_000_000 {
+                matched[i] = true;
+                hit = true;
+            }
+        }
+        if kind == "new_error" {
+            // the never-seen message must also surface among the rarest lines
+            let in_rare = rare.iter().take(10).any(|r| {
+                let t = micros(r["first"]["ts"].as_str().unwrap());
+                r["first"]["service"] == svc
+                    && t >= a
+                    && t < b
+                    && r["first"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("OutOfMemoryError")
+            });
+            assert!(in_rare, "new_error not among the rarest lines: {rare:#?}");
+        }
+        if hit {
+            found.push(kind.to_string());
+        }
+    }
+    let false_alarms = matched.iter().filter(|m| !**m).count();
+    (found, false_alarms)
+}
+
+#[test]
+fn every_incident_kind_is_reported_with_service_and_time() {
+    let dir = tempfile::tempdir().unwrap();
+    for format in ["json", "combined"] {
+        let log = dir.path().join(format!("app-{format}.log"));
+        ok(&[
+            "generate",
+            "--lines",
+            "80000",
+            "--format",
+            format,
+            "--out",
+            s(&log),
+            "--seed",
+            "11",
+        ]);
+        let labels: Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{}.labels.json", s(&log))).unwrap(),
+        )
+        .unwrap();
+        let db = dir.path().join(format!("{format}.duckdb"));
+        let report = dir.path().join(format!("{format}.html"));
+        let out: Value = serde_json::from_str(&ok(&[
+            "analyze",
+            s(&log),
+            "--db",
+            s(&db),
+            "--json",
+            "--report",
+            s(&report),
+        ]))
+        .unwrap();
+        let (found, false_alarms) = check(&out, &labels);
+        let n = out["anomalies"].as_array().unwrap().len();
+        eprintln!("{format}: found {found:?}, {n} anomalies, {false_alarms} false");
+        for kind in [
+            "error_burst",
+            "latency_surge",
+            "silent_service",
+            "traffic_spike",
+            "new_error",
+        ] {
+            assert!(
+                found.iter().any(|f| f == kind),
+                "{format}: {kind} not reported: {:#}",
+                out["anomalies"]
+            );
+        }
+        assert!(
+            false_alarms <= 10,
+            "{format}: {false_alarms} false anomalies"
+        );
+        // explanations carry words, numbers and lines
+        let a = &out["anomalies"][0];
+        assert!(!a["reasons"].as_array().unwrap().is_empty());
+        assert!(
+            a["reasons"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("typical")
+                || a["reasons"][0]["text"]
+                    .as_str()
+                    .unwrap()
+                    .contains("never-seen")
+        );
+        // stored: windows with scores, anomalies with explanations
+        let stored = ok(&[
+            "sql", "--db", s(&db), "--format", "csv",
+            "SELECT (SELECT count(*) FROM anomalies), (SELECT count(*) FROM windows WHERE is_anomaly), (SELECT count(*) FROM windows WHERE count = 0)",
+        ]);
+        let v: Vec<i64> = stored
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .map(|x| x.parse().unwrap())
+            .collect();
+        assert_eq!(v[0] as usize, n);
+        assert_eq!(v[1] as usize, n);
+        assert!(v[2] >= 5, "silent windows exist with count 0: {stored}");
+        let html = std::fs::read_to_string(&report).unwrap();
+        assert!(html.contains("<svg") && html.contains("Anomalies"));
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "report must work offline"
+        );
+    }
+}
+
+#[test]
+fn detect_reruns_without_reparsing_and_report_escapes_html() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("x.log");
+    ok(&[
+        "generate",
+        "--lines",
+        "20000",
+        "--out",
+        s(&log),
+        "--seed",
+        "3",
+    ]);
+    let mut text = std::fs::read_to_string(&log).unwrap();
+    text.push_str(r#"{"ts":"2026-11-01T02:00:00Z","level":"fatal","service":"auth","msg":"<script>alert(1)</script> injected"}"#);
+    text.push('\n');
+    std::fs::write(&log, text).unwrap();
+    let db = dir.path().join("x.duckdb");
+    ok(&["analyze", s(&log), "--db", s(&db), "--no-detect"]);
+    let report = dir.path().join("r.html");
+    let out: Value = serde_json::from_str(&ok(&[
+        "detect",
+        "--db",
+        s(&db),
+        "--window",
+        "5m",
+        "--json",
+        "--report",
+        s(&report),
+    ]))
+    .unwrap();
+    assert_eq!(out["window"], "5m");
+    let w = ok(&[
+        "sql",
+        "--db",
+        s(&db),
+        "--format",
+        "csv",
+        "SELECT DISTINCT window_secs FROM windows",
+    ]);
+    assert_eq!(w.lines().nth(1), Some("300"));
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "escaped in the report"
+    );
+    assert!(!html.contains("<script>alert"));
+    // same seed, same result
+    let again: Value =
+        serde_json::from_str(&ok(&["detect", "--db", s(&db), "--window", "5m", "--json"])).unwrap();
+    assert_eq!(out["anomalies"], again["anomalies"]);
+}
