@@ -244,7 +244,10 @@ pub fn compute(lines: DataFrame, window_us: i64, warmup: usize) -> Result<Window
 /// Features compared on a log scale (counts, sizes, latencies): a doubling
 /// weighs the same at night as at noon.
 const LOG_SCALED: [usize; 7] = [0, 5, 6, 7, 8, 9, 11];
-const RATIOS: [usize; 4] = [1, 2, 3, 4];
+/// Shares of a window's lines (error, warn, 4xx, 5xx, top client): compared
+/// with a variance-stabilising arcsine transform weighted by the window's line
+/// count, so 2 errors in 7 lines weigh less than 200 in 700.
+const RATIOS: [usize; 5] = [1, 2, 3, 4, 12];
 
 fn transform(f: usize, v: f64) -> f64 {
     if LOG_SCALED.contains(&f) {
@@ -255,7 +258,8 @@ fn transform(f: usize, v: f64) -> f64 {
 }
 
 /// Per-service robust baseline of each feature: the median, the typical raw
-/// value, and a scale (IQR/1.349 on the transformed values, floored so that
+/// value, and a scale (IQR/1.349 or (p99 − median)/2.326 on the transformed
+/// values, whichever is larger, floored so that
 /// noise in tiny windows — one error among five lines — is not news).
 #[derive(Debug, Clone)]
 pub struct Baseline {
@@ -277,13 +281,17 @@ fn quantile_sorted(v: &[f64], q: f64) -> f64 {
 }
 
 impl Baseline {
-    /// Robust z-score of a raw value of feature `f`.
-    pub fn z(&self, f: usize, raw: f64) -> f64 {
-        if raw.is_finite() {
-            (transform(f, raw) - self.median[f]) / self.scale[f]
-        } else {
-            0.0
+    /// Robust z-score of a raw value of feature `f` in a window of `count` lines.
+    pub fn z(&self, f: usize, raw: f64, count: f64) -> f64 {
+        if !raw.is_finite() {
+            return 0.0;
         }
+        if RATIOS.contains(&f) {
+            let p = raw.clamp(0.0, 1.0);
+            let p0 = self.typical[f].clamp(0.0, 1.0);
+            return 2.0 * count.max(0.0).sqrt() * (p.sqrt().asin() - p0.sqrt().asin());
+        }
+        (transform(f, raw) - self.median[f]) / self.scale[f]
     }
 }
 
@@ -304,19 +312,40 @@ fn baseline_of(w: &Windows, rows: std::ops::Range<usize>) -> Baseline {
         let mut t: Vec<f64> = raw.iter().map(|v| transform(f, *v)).collect();
         t.sort_by(|a, b| a.total_cmp(b));
         let med = quantile_sorted(&t, 0.5);
-        let iqr = (quantile_sorted(&t, 0.75) - quantile_sorted(&t, 0.25)) / 1.349;
+        // IQR for the body; the 99th percentile for heavy upper tails (the
+        // slowest request of a quiet minute), so ordinary tail noise stays
+        // inside the normal band
+        let iqr = ((quantile_sorted(&t, 0.75) - quantile_sorted(&t, 0.25)) / 1.349)
+            .max((quantile_sorted(&t, 0.99) - med) / 2.326);
         b.median[f] = if med.is_finite() { med } else { 0.0 };
-        b.typical[f] = quantile_sorted(&raw, 0.5);
+        b.typical[f] = if RATIOS.contains(&f) {
+            // the service's pooled share (a per-window median of a rare
+            // event is 0 even when it happens every hour)
+            let (mut hits, mut total) = (0.0, 0.0);
+            for r in rows.clone() {
+                let (c, v) = (w.x[[r, F_COUNT]], w.x[[r, f]]);
+                if v.is_finite() {
+                    hits += v * c;
+                    total += c;
+                }
+            }
+            if total > 0.0 {
+                hits / total
+            } else {
+                0.0
+            }
+        } else {
+            quantile_sorted(&raw, 0.5)
+        };
         if !b.typical[f].is_finite() {
             b.typical[f] = 0.0;
         }
-        let floor = if LOG_SCALED.contains(&f) {
-            0.25
-        } else if RATIOS.contains(&f) {
-            let p0 = b.typical[f].max(0.02);
-            let n0 = b_count_median(w, &rows).max(1.0);
-            (p0 * (1.0 - p0.min(0.99)) / n0).sqrt().max(0.02)
-        } else if f == F_NEW_TEMPLATES {
+        // ratios do not use the scale (see `z`)
+        // one never-seen template alone stays inside the normal band (the
+        // rare-lines report lists it); several at once do not
+        let floor = if f == F_NEW_TEMPLATES {
+            0.5
+        } else if LOG_SCALED.contains(&f) {
             0.25
         } else {
             0.05
@@ -328,12 +357,6 @@ fn baseline_of(w: &Windows, rows: std::ops::Range<usize>) -> Baseline {
         };
     }
     b
-}
-
-fn b_count_median(w: &Windows, rows: &std::ops::Range<usize>) -> f64 {
-    let mut c: Vec<f64> = rows.clone().map(|r| w.x[[r, F_COUNT]]).collect();
-    c.sort_by(|a, b| a.total_cmp(b));
-    quantile_sorted(&c, 0.5)
 }
 
 /// Baselines per service, in the order services appear in `w`.
@@ -351,7 +374,27 @@ pub fn baselines(w: &Windows) -> Vec<(String, Baseline)> {
     out
 }
 
-/// Robustly scaled features per service (NaN → 0, i.e. typical).
+/// Features where only a rise is news: fewer errors, lower latency or a
+/// smaller top-client share than usual is not an incident. Counts, bytes and
+/// distinct templates/clients matter both ways (silence, drops, spikes).
+const RISE_ONLY: [usize; 9] = [1, 2, 3, 4, 5, 6, 7, 10, 12];
+
+/// Whether only rises of this feature count (see `RISE_ONLY`).
+pub fn is_rise_only(feature: &str) -> bool {
+    FEATURES
+        .iter()
+        .position(|f| *f == feature)
+        .is_some_and(|i| RISE_ONLY.contains(&i))
+}
+
+/// Deviations within this many robust units of the baseline count as normal
+/// (see `scaled`).
+pub const NORMAL_BAND: f64 = 3.0;
+
+/// Robustly scaled features per service (NaN → 0, i.e. typical), with the
+/// normal band shrunk to 0: `sign(z)·max(|z| − NORMAL_BAND, 0)`. The forest
+/// then cannot spend splits on ordinary jitter, and a window beyond its
+/// service's normal band in several features is isolated in few splits.
 pub fn scaled(w: &Windows, base: &[(String, Baseline)]) -> Array2<f64> {
     let mut z = Array2::zeros(w.x.dim());
     let mut bi = 0;
@@ -360,8 +403,13 @@ pub fn scaled(w: &Windows, base: &[(String, Baseline)]) -> Array2<f64> {
             bi += 1;
         }
         let b = &base[bi].1;
+        let count = w.x[[r, F_COUNT]];
         for f in 0..FEATURES.len() {
-            z[[r, f]] = b.z(f, w.x[[r, f]]);
+            let mut v = b.z(f, w.x[[r, f]], count);
+            if RISE_ONLY.contains(&f) {
+                v = v.max(0.0);
+            }
+            z[[r, f]] = v.signum() * (v.abs() - NORMAL_BAND).max(0.0);
         }
     }
     z
@@ -444,24 +492,33 @@ mod tests {
 
     #[test]
     fn robust_scaling_per_service() {
+        let n = 200;
         let mut w = Windows {
-            service: vec!["a".into(); 5],
-            start: (0..5).collect(),
+            service: vec!["a".into(); n],
+            start: (0..n as i64).collect(),
             window_us: 1,
-            x: Array2::zeros((5, FEATURES.len())),
-            errors: vec![0; 5],
-            warns: vec![0; 5],
+            x: Array2::zeros((n, FEATURES.len())),
+            errors: vec![0; n],
+            warns: vec![0; n],
         };
-        for (i, v) in [10.0, 11.0, 12.0, 13.0, 100.0].iter().enumerate() {
-            w.x[[i, F_COUNT]] = *v;
+        for i in 0..n {
+            w.x[[i, F_COUNT]] = 10.0 + (i % 5) as f64;
         }
+        w.x[[7, F_COUNT]] = 100.0;
         let b = baselines(&w);
         assert_eq!(b[0].1.typical[F_COUNT], 12.0);
-        let z = scaled(&w, &b);
         // 100 lines where 12 are typical: ln(101/13) / 0.25 ≈ 8
-        assert!(z[[4, F_COUNT]] > 7.0, "{}", z[[4, F_COUNT]]);
+        assert!(b[0].1.z(F_COUNT, 100.0, 100.0) > 7.0);
+        let z = scaled(&w, &b);
+        assert!(z[[7, F_COUNT]] > 4.0, "{}", z[[7, F_COUNT]]);
+        // ordinary jitter is inside the normal band
         assert_eq!(z[[2, F_COUNT]], 0.0);
+        assert_eq!(z[[4, F_COUNT]], 0.0);
         // a silent window is far below
-        assert!(b[0].1.z(F_COUNT, 0.0) < -9.0);
+        assert!(b[0].1.z(F_COUNT, 0.0, 0.0) < -9.0);
+        // 2 errors in 8 lines weigh less than 200 in 800
+        let small = b[0].1.z(1, 0.25, 8.0);
+        let big = b[0].1.z(1, 0.25, 800.0);
+        assert!(small > 0.0 && big > 5.0 * small, "{small} {big}");
     }
 }

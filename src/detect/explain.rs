@@ -49,7 +49,7 @@ pub fn top_reasons(row: &[f64], base: &Baseline, k: usize) -> Vec<Reason> {
         .enumerate()
         .filter(|(f, _)| row[*f].is_finite())
         .map(|(f, name)| {
-            let z = base.z(f, row[f]);
+            let z = base.z(f, row[f], row[crate::features::F_COUNT]);
             Reason {
                 feature: name.to_string(),
                 value: row[f],
@@ -59,7 +59,16 @@ pub fn top_reasons(row: &[f64], base: &Baseline, k: usize) -> Vec<Reason> {
             }
         })
         .collect();
+    rs.retain(|r| r.z > 0.0 || !crate::features::is_rise_only(&r.feature));
     rs.sort_by(|a, b| b.z.abs().total_cmp(&a.z.abs()));
+    // silence explains everything else that is zero: say it first
+    if let Some(p) = rs
+        .iter()
+        .position(|r| r.feature == "count" && r.value == 0.0)
+    {
+        let silent = rs.remove(p);
+        rs.insert(0, silent);
+    }
     let strong = rs
         .iter()
         .take(k)
@@ -87,7 +96,7 @@ mod tests {
         base.scale[0] = 0.25;
         let mut row = vec![0.0; n];
         row[0] = 40.0; // count: ln(41/11)/0.25 ≈ 5.3
-        row[1] = 0.34; // error_ratio: 0.34/0.05 = 6.8
+        row[1] = 0.34; // error_ratio: 2·√40·asin(√0.34) ≈ 7.9
         let r = top_reasons(&row, &base, 3);
         assert_eq!(r[0].feature, "error_ratio");
         assert_eq!(r[0].text, "error_ratio 0.34, typical 0");
