@@ -169,10 +169,18 @@ fn load_one(
     let mut block = Some(first);
     let result = (|| -> Result<()> {
         while let Some(b) = block.take() {
+            let t_parse = Instant::now();
             let parsed = parse_block(&b, next_line, &settings, miner);
+            let t_store = Instant::now();
             store
                 .append_block(run_id, &src.name, &parsed)
                 .with_context(|| format!("storing lines of {}", src.name))?;
+            tracing::debug!(
+                bytes = b.len(),
+                parse_ms = (t_store - t_parse).as_millis() as u64,
+                store_ms = t_store.elapsed().as_millis() as u64,
+                "block"
+            );
             next_line += parsed.lines_read as i64;
             sum.lines_read += parsed.lines_read;
             sum.lines_stored += parsed.stored() as u64;

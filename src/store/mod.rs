@@ -282,23 +282,42 @@ impl Store {
         Ok(())
     }
 
-    /// Stores one parsed block (lines and rejects) in a single transaction.
+    /// Stores one parsed block. The lines are appended by `WRITERS`
+    /// connections in parallel, each in one transaction (DuckDB's appender is
+    /// single-threaded and is the bottleneck of a load); rejects go through
+    /// the main connection. A block is committed whole or its run is marked
+    /// failed and cleaned up by the next load of the same content.
     pub fn append_block(&self, run_id: i64, source: &str, block: &ParsedBlock) -> Result<()> {
-        self.conn.execute_batch("BEGIN TRANSACTION")?;
-        let r = (|| -> Result<()> {
-            {
-                let mut app = self.conn.appender("logs")?;
-                for b in &block.batches {
-                    if b.is_empty() {
-                        continue;
-                    }
-                    let rb = arrow_batch::to_record_batch(b, source, run_id)?;
-                    app.append_record_batch(rb)
-                        .context("appending parsed lines to logs")?;
-                }
-                app.flush()?;
-            }
-            if !block.rejects.is_empty() {
+        let batches: Vec<&crate::record::LogBatch> =
+            block.batches.iter().filter(|b| !b.is_empty()).collect();
+        let writers = WRITERS.min(batches.len()).max(1);
+        let conns: Vec<Connection> = (0..writers)
+            .map(|_| self.conn.try_clone())
+            .collect::<duckdb::Result<_>>()?;
+        let results: Vec<Result<()>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = conns
+                .into_iter()
+                .enumerate()
+                .map(|(k, conn)| {
+                    let mine: Vec<&crate::record::LogBatch> =
+                        batches.iter().skip(k).step_by(writers).copied().collect();
+                    scope.spawn(move || append_logs(&conn, &mine, source, run_id))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a writer thread panicked")))
+                })
+                .collect()
+        });
+        for r in results {
+            r?;
+        }
+        if !block.rejects.is_empty() {
+            self.conn.execute_batch("BEGIN TRANSACTION")?;
+            let r = (|| -> Result<()> {
                 let mut app = self.conn.appender("rejects")?;
                 for rj in &block.rejects {
                     app.append_row(params![
@@ -311,10 +330,11 @@ impl Store {
                     ])?;
                 }
                 app.flush()?;
-            }
-            Ok(())
-        })();
-        self.finish_txn(r)
+                Ok(())
+            })();
+            self.finish_txn(r)?;
+        }
+        Ok(())
     }
 
     /// All stored templates, to seed the miner so ids stay stable across runs.
@@ -365,6 +385,39 @@ impl Store {
             Ok(())
         })();
         self.finish_txn(r)
+    }
+}
+
+/// Connections that append one block's lines in parallel.
+const WRITERS: usize = 2;
+
+/// Appends batches to `logs` on one connection, in one transaction.
+fn append_logs(
+    conn: &Connection,
+    batches: &[&crate::record::LogBatch],
+    source: &str,
+    run_id: i64,
+) -> Result<()> {
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    let r = (|| -> Result<()> {
+        let mut app = conn.appender("logs")?;
+        for b in batches {
+            let rb = arrow_batch::to_record_batch(b, source, run_id)?;
+            app.append_record_batch(rb)
+                .context("appending parsed lines to logs")?;
+        }
+        app.flush()?;
+        Ok(())
+    })();
+    match r {
+        Ok(()) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
     }
 }
 
