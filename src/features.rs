@@ -270,7 +270,8 @@ pub struct Baseline {
     pub typical: Vec<f64>,
 }
 
-fn quantile_sorted(v: &[f64], q: f64) -> f64 {
+/// Linear-interpolated quantile of sorted values (NaN when empty).
+pub fn quantile_sorted(v: &[f64], q: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }

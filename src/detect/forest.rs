@@ -283,10 +283,7 @@ impl<S: Data<Elem = f64> + Sync, T> Fit<ArrayBase<S, Ix2>, T, ForestError>
                 let mut scores = forest.scores(x).to_vec();
                 scores.sort_by(|a, b| a.total_cmp(b));
                 // sklearn: offset = percentile(scores, 100 * (1 - contamination))
-                let pos = (1.0 - c) * (scores.len() - 1) as f64;
-                let lo = pos.floor() as usize;
-                let hi = pos.ceil() as usize;
-                scores[lo] + (scores[hi] - scores[lo]) * (pos - lo as f64)
+                crate::features::quantile_sorted(&scores, 1.0 - c)
             }
         };
         Ok(forest)

@@ -401,8 +401,7 @@ fn save(
             _ => spans.push((w.service[i].clone(), w.start[i], w.start[i])),
         }
     }
-    store.conn.execute_batch("BEGIN TRANSACTION")?;
-    let r = (|| -> Result<()> {
+    crate::store::in_transaction(&store.conn, || {
         for (svc, a, b) in &spans {
             for table in ["windows", "anomalies"] {
                 store.conn.execute(
@@ -444,17 +443,7 @@ fn save(
         }
         app.flush()?;
         Ok(())
-    })();
-    match r {
-        Ok(()) => {
-            store.conn.execute_batch("COMMIT")?;
-            Ok(())
-        }
-        Err(e) => {
-            let _ = store.conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
+    })
 }
 
 /// Feature names, for reports and the API.

@@ -204,8 +204,7 @@ impl Store {
     /// takes its lines out of the template counts. Returns the lines removed
     /// per template, so an in-memory miner can do the same.
     pub fn delete_run(&self, run_id: i64) -> Result<Vec<(u32, i64)>> {
-        self.conn.execute_batch("BEGIN TRANSACTION")?;
-        let r = (|| -> Result<Vec<(u32, i64)>> {
+        in_transaction(&self.conn, || {
             let mut st = self
                 .conn
                 .prepare("SELECT template_id, count(*) FROM logs WHERE ingest_id = ? GROUP BY 1")?;
@@ -227,21 +226,7 @@ impl Store {
             self.conn
                 .execute("DELETE FROM runs WHERE run_id = ?", params![run_id])?;
             Ok(removed)
-        })();
-        self.finish_txn(r)
-    }
-
-    fn finish_txn<T>(&self, r: Result<T>) -> Result<T> {
-        match r {
-            Ok(v) => {
-                self.conn.execute_batch("COMMIT")?;
-                Ok(v)
-            }
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                Err(e)
-            }
-        }
+        })
     }
 
     /// Records the start of a run and returns its id (also the `ingest_id`).
@@ -316,8 +301,7 @@ impl Store {
             r?;
         }
         if !block.rejects.is_empty() {
-            self.conn.execute_batch("BEGIN TRANSACTION")?;
-            let r = (|| -> Result<()> {
+            in_transaction(&self.conn, || {
                 let mut app = self.conn.appender("rejects")?;
                 for rj in &block.rejects {
                     app.append_row(params![
@@ -331,8 +315,7 @@ impl Store {
                 }
                 app.flush()?;
                 Ok(())
-            })();
-            self.finish_txn(r)?;
+            })?;
         }
         Ok(())
     }
@@ -362,8 +345,7 @@ impl Store {
 
     /// Writes new and changed templates.
     pub fn save_templates(&self, templates: &[Template]) -> Result<()> {
-        self.conn.execute_batch("BEGIN TRANSACTION")?;
-        let r = (|| -> Result<()> {
+        in_transaction(&self.conn, || {
             let dirty: Vec<&Template> = templates.iter().filter(|t| t.dirty).collect();
             let mut del = self
                 .conn
@@ -383,8 +365,23 @@ impl Store {
             }
             app.flush()?;
             Ok(())
-        })();
-        self.finish_txn(r)
+        })
+    }
+}
+
+/// Runs `f` inside one transaction on `conn`: COMMIT when it succeeds,
+/// ROLLBACK when it fails.
+pub fn in_transaction<T>(conn: &Connection, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    match f() {
+        Ok(v) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
     }
 }
 
@@ -398,8 +395,7 @@ fn append_logs(
     source: &str,
     run_id: i64,
 ) -> Result<()> {
-    conn.execute_batch("BEGIN TRANSACTION")?;
-    let r = (|| -> Result<()> {
+    in_transaction(conn, || {
         let mut app = conn.appender("logs")?;
         for b in batches {
             let rb = arrow_batch::to_record_batch(b, source, run_id)?;
@@ -408,17 +404,7 @@ fn append_logs(
         }
         app.flush()?;
         Ok(())
-    })();
-    match r {
-        Ok(()) => {
-            conn.execute_batch("COMMIT")?;
-            Ok(())
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
+    })
 }
 
 /// Epoch microseconds as a value the appender writes into TIMESTAMP.
