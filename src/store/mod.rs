@@ -4,12 +4,13 @@
 //! queries the CLI and the web layer share.
 
 pub mod arrow_batch;
+pub mod bulk;
 pub mod query;
 
 use crate::ingest::ParsedBlock;
 use crate::template::Template;
 use anyhow::{Context, Result};
-use duckdb::{params, AccessMode, Config, Connection, OptionalExt};
+use duckdb::{params, Connection, OptionalExt};
 
 /// The schema. `CREATE ... IF NOT EXISTS` so opening an existing file is a no-op.
 pub const SCHEMA: &str = r#"
@@ -104,17 +105,13 @@ SELECT l.*, t.template, t.count AS template_count,
 FROM logs l JOIN templates t USING (template_id), total;
 "#;
 
-/// DuckDB settings: never download extensions at run time (everything we
-/// need — JSON — is compiled in), so a missing one fails at once, offline.
-fn offline_config() -> Result<Config> {
-    Ok(Config::default()
-        .enable_autoload_extension(false)?
-        .with("autoinstall_known_extensions", "false")?)
-}
-
-/// An open LogSentry database.
+/// An open LogSentry database. Fields drop in order: connections first,
+/// then the database.
 pub struct Store {
     pub conn: Connection,
+    /// Arrow bulk-insert connection (None when read-only).
+    bulk: Option<bulk::BulkConn>,
+    _db: bulk::RawDb,
     pub path: String,
 }
 
@@ -145,12 +142,15 @@ impl Store {
                     .with_context(|| format!("cannot create directory {}", parent.display()))?;
             }
         }
-        let conn = Connection::open_with_flags(path, offline_config()?)
+        let db = bulk::RawDb::open(path, false)
             .with_context(|| format!("cannot open database {path}"))?;
+        let conn = db.connection()?;
         conn.execute_batch(SCHEMA)
             .with_context(|| format!("cannot create the schema in {path}"))?;
         Ok(Store {
             conn,
+            bulk: Some(db.bulk()?),
+            _db: db,
             path: path.to_string(),
         })
     }
@@ -160,11 +160,12 @@ impl Store {
         if !std::path::Path::new(path).exists() {
             anyhow::bail!("no database at {path}: run `logsentry analyze FILE --db {path}` first");
         }
-        let cfg = offline_config()?.access_mode(AccessMode::ReadOnly)?;
-        let conn = Connection::open_with_flags(path, cfg)
+        let db = bulk::RawDb::open(path, true)
             .with_context(|| format!("cannot open database {path} read-only"))?;
         Ok(Store {
-            conn,
+            conn: db.connection()?,
+            bulk: None,
+            _db: db,
             path: path.to_string(),
         })
     }
@@ -267,38 +268,26 @@ impl Store {
         Ok(())
     }
 
-    /// Stores one parsed block. The lines are appended by `WRITERS`
-    /// connections in parallel, each in one transaction (DuckDB's appender is
-    /// single-threaded and is the bottleneck of a load); rejects go through
-    /// the main connection. A block is committed whole or its run is marked
-    /// failed and cleaned up by the next load of the same content.
+    /// Stores one parsed block: its lines through one Arrow bulk insert
+    /// (one transaction), then its rejects.
     pub fn append_block(&self, run_id: i64, source: &str, block: &ParsedBlock) -> Result<()> {
-        let batches: Vec<&crate::record::LogBatch> =
-            block.batches.iter().filter(|b| !b.is_empty()).collect();
-        let writers = WRITERS.min(batches.len()).max(1);
-        let conns: Vec<Connection> = (0..writers)
-            .map(|_| self.conn.try_clone())
-            .collect::<duckdb::Result<_>>()?;
-        let results: Vec<Result<()>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = conns
-                .into_iter()
-                .enumerate()
-                .map(|(k, conn)| {
-                    let mine: Vec<&crate::record::LogBatch> =
-                        batches.iter().skip(k).step_by(writers).copied().collect();
-                    scope.spawn(move || append_logs(&conn, &mine, source, run_id))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a writer thread panicked")))
-                })
-                .collect()
-        });
-        for r in results {
-            r?;
+        let bulk = self
+            .bulk
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("database {} is open read-only", self.path))?;
+        let batches = block
+            .batches
+            .iter()
+            .filter(|b| !b.is_empty())
+            .map(|b| arrow_batch::to_record_batch(b, source, run_id))
+            .collect::<Result<Vec<_>>>()?;
+        if !batches.is_empty() {
+            bulk.insert(
+                "logs",
+                std::sync::Arc::new(arrow_batch::logs_schema()),
+                batches,
+            )
+            .context("inserting parsed lines into logs")?;
         }
         if !block.rejects.is_empty() {
             in_transaction(&self.conn, || {
@@ -383,28 +372,6 @@ pub fn in_transaction<T>(conn: &Connection, f: impl FnOnce() -> Result<T>) -> Re
             Err(e)
         }
     }
-}
-
-/// Connections that append one block's lines in parallel.
-const WRITERS: usize = 2;
-
-/// Appends batches to `logs` on one connection, in one transaction.
-fn append_logs(
-    conn: &Connection,
-    batches: &[&crate::record::LogBatch],
-    source: &str,
-    run_id: i64,
-) -> Result<()> {
-    in_transaction(conn, || {
-        let mut app = conn.appender("logs")?;
-        for b in batches {
-            let rb = arrow_batch::to_record_batch(b, source, run_id)?;
-            app.append_record_batch(rb)
-                .context("appending parsed lines to logs")?;
-        }
-        app.flush()?;
-        Ok(())
-    })
 }
 
 /// Epoch microseconds as a value the appender writes into TIMESTAMP.
