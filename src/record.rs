@@ -294,8 +294,9 @@ pub struct LogBatch {
     pub path: StrColumn,
     pub line_no: Vec<i64>,
     pub extra: StrColumn,
-    /// Per-line rarity from template frequency and level, filled by detection.
-    pub rarity: Vec<f32>,
+    /// Per-line source, when lines of one batch come from several sources
+    /// (AMQP messages); `None` means the batch's single source.
+    pub sources: Option<StrColumn>,
 }
 
 impl LogBatch {
@@ -315,7 +316,7 @@ impl LogBatch {
             path: StrColumn::with_capacity(rows, rows * 16),
             line_no: Vec::with_capacity(rows),
             extra: StrColumn::with_capacity(rows, 0),
-            rarity: Vec::new(),
+            sources: None,
         }
     }
 
@@ -368,7 +369,6 @@ impl LogBatch {
         self.path.extend(&other.path);
         self.line_no.extend_from_slice(&other.line_no);
         self.extra.extend(&other.extra);
-        self.rarity.extend_from_slice(&other.rarity);
     }
 
     /// The grouping key of line `i` for windows: service, else host, else "-".

@@ -98,12 +98,21 @@ pub fn to_record_batch(b: &LogBatch, source: &str, ingest_id: i64) -> Result<Rec
         str_array(&b.client_ip)?,
         str_array(&b.method)?,
         str_array(&b.path)?,
-        repeated(source, n),
+        match &b.sources {
+            Some(per_line) => str_array(per_line)?,
+            None => repeated(source, n),
+        },
         Arc::new(Int64Array::from(b.line_no.clone())),
         Arc::new(Int64Array::from(vec![ingest_id; n])),
         str_array(&b.extra)?,
     ];
-    Ok(RecordBatch::try_new(Arc::new(logs_schema()), cols)?)
+    let fields: Vec<Field> = logs_schema()
+        .fields()
+        .iter()
+        .zip(&cols)
+        .map(|(f, c)| Field::new(f.name(), c.data_type().clone(), true))
+        .collect();
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
 }
 
 /// The `windows` rows of one detection pass as a record batch.
@@ -206,4 +215,50 @@ pub fn windows_batch(
         })
         .collect();
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
+}
+
+/// `rejects` rows as a record batch (empty vector when there are none).
+pub fn rejects_batch(
+    rows: &[crate::store::RejectRow<'_>],
+    ingest_id: i64,
+) -> Result<Vec<RecordBatch>> {
+    use arrow::array::StringBuilder;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut source = StringBuilder::new();
+    let mut reason = StringBuilder::new();
+    let mut raw = StringBuilder::new();
+    let mut msg = StringBuilder::new();
+    for r in rows {
+        source.append_value(r.source);
+        reason.append_value(r.reason);
+        raw.append_value(r.raw);
+        msg.append_option(r.message_id);
+    }
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(source.finish()),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.line_no))),
+        Arc::new(reason.finish()),
+        Arc::new(raw.finish()),
+        Arc::new(Int64Array::from(vec![ingest_id; rows.len()])),
+        Arc::new(msg.finish()),
+    ];
+    let names = [
+        "source",
+        "line_no",
+        "reason",
+        "raw",
+        "ingest_id",
+        "message_id",
+    ];
+    let fields: Vec<Field> = names
+        .iter()
+        .zip(&cols)
+        .map(|(n, c)| Field::new(*n, c.data_type().clone(), true))
+        .collect();
+    Ok(vec![RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        cols,
+    )?])
 }

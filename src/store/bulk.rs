@@ -147,42 +147,68 @@ impl BulkConn {
         }
     }
 
-    /// Inserts `batches` (columns in `table`'s order) in one transaction
-    /// through DuckDB's parallel Arrow scan.
-    pub fn insert(&self, table: &str, schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<()> {
-        const VIEW: &str = "logsentry_bulk_input";
-        let reader = RecordBatchIterator::new(batches.into_iter().map(Ok), schema);
-        // The stream stays ours (DuckDB's C scan never releases it) and alive
-        // until the view over it is dropped below.
-        let mut stream = FFI_ArrowArrayStream::new(Box::new(reader));
-        let cview = cstring(VIEW)?;
-        // SAFETY: `stream` is a valid Arrow C stream that outlives the view,
-        // which is dropped before this function returns.
-        let rc = unsafe {
-            ffi::duckdb_arrow_scan(
-                self.conn,
-                cview.as_ptr(),
-                &mut stream as *mut FFI_ArrowArrayStream as ffi::duckdb_arrow_stream,
-            )
-        };
-        if rc != ffi::DuckDBSuccess {
-            bail!("DuckDB could not scan the Arrow batches");
+    /// Inserts record batches into tables — `(table, batches)`, columns in
+    /// the table's order, one schema per table — in one transaction, through
+    /// DuckDB's parallel Arrow scan.
+    pub fn insert(&self, inserts: Vec<(&str, Vec<RecordBatch>)>) -> Result<()> {
+        let inserts: Vec<(&str, Vec<RecordBatch>)> =
+            inserts.into_iter().filter(|(_, b)| !b.is_empty()).collect();
+        if inserts.is_empty() {
+            return Ok(());
         }
-        let target = self.target.replace('"', "\"\"");
-        let r = self
-            .exec("BEGIN TRANSACTION")
-            .and_then(|_| {
-                self.exec(&format!(
-                    "INSERT INTO \"{target}\".main.{table} SELECT * FROM logsentry_scratch.main.{VIEW}"
-                ))
-            })
-            .and_then(|_| self.exec("COMMIT"));
-        if r.is_err() {
-            let _ = self.exec("ROLLBACK");
+        // The streams stay ours (DuckDB's C scan never releases them) and
+        // alive until the views over them are dropped below.
+        let mut streams: Vec<FFI_ArrowArrayStream> = Vec::with_capacity(inserts.len());
+        let mut views = Vec::new();
+        let mut sql = Vec::new();
+        for (i, (table, batches)) in inserts.into_iter().enumerate() {
+            let schema: SchemaRef = batches[0].schema();
+            let reader = RecordBatchIterator::new(batches.into_iter().map(Ok), schema);
+            streams.push(FFI_ArrowArrayStream::new(Box::new(reader)));
+            views.push(format!("logsentry_bulk_{i}"));
+            sql.push(format!(
+                "INSERT INTO \"{}\".main.{table} SELECT * FROM logsentry_scratch.main.logsentry_bulk_{i}",
+                self.target.replace('"', "\"\"")
+            ));
         }
-        let dropped = self.exec(&format!("DROP VIEW logsentry_scratch.main.{VIEW}"));
-        drop(stream);
-        r.and(dropped)
+        let mut made = 0;
+        let mut r: Result<()> = Ok(());
+        for (stream, view) in streams.iter_mut().zip(&views) {
+            let cview = cstring(view)?;
+            // SAFETY: `stream` is a valid Arrow C stream that outlives the
+            // view, which is dropped before this function returns.
+            let rc = unsafe {
+                ffi::duckdb_arrow_scan(
+                    self.conn,
+                    cview.as_ptr(),
+                    stream as *mut FFI_ArrowArrayStream as ffi::duckdb_arrow_stream,
+                )
+            };
+            if rc != ffi::DuckDBSuccess {
+                r = Err(anyhow!("DuckDB could not scan the Arrow batches"));
+                break;
+            }
+            made += 1;
+        }
+        if r.is_ok() {
+            r = self.exec("BEGIN TRANSACTION").and_then(|_| {
+                for q in &sql {
+                    if let Err(e) = self.exec(q) {
+                        let _ = self.exec("ROLLBACK");
+                        return Err(e);
+                    }
+                }
+                self.exec("COMMIT")
+            });
+        }
+        for view in &views[..made] {
+            let d = self.exec(&format!("DROP VIEW logsentry_scratch.main.{view}"));
+            if r.is_ok() {
+                r = d;
+            }
+        }
+        drop(streams);
+        r
     }
 }
 

@@ -268,45 +268,42 @@ impl Store {
         Ok(())
     }
 
-    /// Stores one parsed block: its lines through one Arrow bulk insert
-    /// (one transaction), then its rejects.
+    /// Stores one parsed block — lines and rejects — in one transaction
+    /// through one Arrow bulk insert.
     pub fn append_block(&self, run_id: i64, source: &str, block: &ParsedBlock) -> Result<()> {
-        let bulk = self
-            .bulk
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("database {} is open read-only", self.path))?;
-        let batches = block
+        let lines = block
             .batches
             .iter()
             .filter(|b| !b.is_empty())
             .map(|b| arrow_batch::to_record_batch(b, source, run_id))
             .collect::<Result<Vec<_>>>()?;
-        if !batches.is_empty() {
-            bulk.insert(
-                "logs",
-                std::sync::Arc::new(arrow_batch::logs_schema()),
-                batches,
-            )
-            .context("inserting parsed lines into logs")?;
-        }
-        if !block.rejects.is_empty() {
-            in_transaction(&self.conn, || {
-                let mut app = self.conn.appender("rejects")?;
-                for rj in &block.rejects {
-                    app.append_row(params![
-                        source,
-                        rj.line_no,
-                        rj.reason,
-                        rj.raw,
-                        run_id,
-                        Option::<String>::None
-                    ])?;
-                }
-                app.flush()?;
-                Ok(())
-            })?;
-        }
-        Ok(())
+        let rejects: Vec<RejectRow<'_>> = block
+            .rejects
+            .iter()
+            .map(|r| RejectRow {
+                source,
+                line_no: r.line_no,
+                reason: &r.reason,
+                raw: &r.raw,
+                message_id: None,
+            })
+            .collect();
+        self.bulk_insert(vec![
+            ("logs", lines),
+            ("rejects", arrow_batch::rejects_batch(&rejects, run_id)?),
+        ])
+        .with_context(|| format!("storing lines of {source}"))
+    }
+
+    /// One transaction of Arrow inserts (see `bulk::BulkConn::insert`).
+    pub fn bulk_insert(
+        &self,
+        inserts: Vec<(&str, Vec<arrow::record_batch::RecordBatch>)>,
+    ) -> Result<()> {
+        self.bulk
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("database {} is open read-only", self.path))?
+            .insert(inserts)
     }
 
     /// All stored templates, to seed the miner so ids stay stable across runs.
@@ -356,6 +353,15 @@ impl Store {
             Ok(())
         })
     }
+}
+
+/// One row of `rejects`.
+pub struct RejectRow<'a> {
+    pub source: &'a str,
+    pub line_no: i64,
+    pub reason: &'a str,
+    pub raw: &'a str,
+    pub message_id: Option<&'a str>,
 }
 
 /// Runs `f` inside one transaction on `conn`: COMMIT when it succeeds,
