@@ -145,7 +145,7 @@ impl Default for RabbitConfig {
             queue: "logs".into(),
             exchange: String::new(),
             routing_key: "logs".into(),
-            prefetch: 2000,
+            prefetch: 10000,
             declare: true,
             alert_exchange: "logsentry.alerts".into(),
         }
@@ -155,7 +155,7 @@ impl Default for RabbitConfig {
 impl Default for StreamConfig {
     fn default() -> Self {
         StreamConfig {
-            batch_lines: 5000,
+            batch_lines: 50000,
             batch_ms: 250,
             max_message_bytes: 4 << 20,
             webhook_url: String::new(),

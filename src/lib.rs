@@ -14,4 +14,5 @@ pub mod record;
 pub mod report;
 pub mod source;
 pub mod store;
+pub mod stream;
 pub mod template;

@@ -348,6 +348,14 @@ impl Miner {
         idx + self.base_id
     }
 
+    /// Marks every template as stored and unchanged (after saving them).
+    pub fn mark_saved(&mut self) {
+        for t in &mut self.templates {
+            t.stored = true;
+            t.dirty = false;
+        }
+    }
+
     /// Takes `n` lines out of a template's count (their run was deleted).
     pub fn forget(&mut self, id: u32, n: u64) {
         if let Some(t) = id

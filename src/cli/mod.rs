@@ -5,6 +5,7 @@ pub mod analyze;
 pub mod detect;
 pub mod generate;
 pub mod sql;
+pub mod stream;
 
 use crate::config::Config;
 use anyhow::Result;
@@ -33,6 +34,8 @@ pub enum Command {
     Detect(detect::DetectArgs),
     Sql(sql::SqlArgs),
     Generate(generate::GenerateArgs),
+    Consume(stream::ConsumeArgs),
+    Produce(stream::ProduceArgs),
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -45,6 +48,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Detect(a) => detect::run(a, cfg),
         Command::Sql(a) => sql::run(a, cfg),
         Command::Generate(a) => generate::run(a),
+        Command::Consume(a) => stream::run_consume(a, cfg),
+        Command::Produce(a) => stream::run_produce(a, cfg),
     }
 }
 

@@ -262,3 +262,26 @@ pub fn rejects_batch(
         cols,
     )?])
 }
+
+/// `ingested_messages` rows: (message key, lines stored).
+pub fn messages_batch(rows: &[(String, i64)], ingest_id: i64) -> Result<Vec<RecordBatch>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.0.as_str()),
+        )),
+        Arc::new(Int64Array::from(vec![ingest_id; rows.len()])),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+    ];
+    let fields: Vec<Field> = ["message_id", "ingest_id", "lines"]
+        .iter()
+        .zip(&cols)
+        .map(|(n, c)| Field::new(*n, c.data_type().clone(), true))
+        .collect();
+    Ok(vec![RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        cols,
+    )?])
+}

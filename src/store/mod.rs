@@ -97,6 +97,11 @@ CREATE TABLE IF NOT EXISTS rejects (
     ingest_id   BIGINT,
     message_id  VARCHAR
 );
+CREATE TABLE IF NOT EXISTS ingested_messages (
+    message_id  VARCHAR,
+    ingest_id   BIGINT,
+    lines       BIGINT
+);
 CREATE OR REPLACE VIEW line_rarity AS
 WITH total AS (SELECT greatest(sum(count), 2)::DOUBLE AS n FROM templates)
 SELECT l.*, t.template, t.count AS template_count,
@@ -293,6 +298,58 @@ impl Store {
             ("rejects", arrow_batch::rejects_batch(&rejects, run_id)?),
         ])
         .with_context(|| format!("storing lines of {source}"))
+    }
+
+    /// Stores a micro-batch from the broker — lines, rejects and the keys
+    /// of the messages it came from — in one transaction.
+    pub fn append_stream_batch(
+        &self,
+        run_id: i64,
+        batch: &crate::stream::batcher::StreamBatch,
+    ) -> Result<()> {
+        let lines = if batch.lines.is_empty() {
+            Vec::new()
+        } else {
+            vec![arrow_batch::to_record_batch(&batch.lines, "", run_id)?]
+        };
+        let rejects: Vec<RejectRow<'_>> = batch
+            .rejects
+            .iter()
+            .map(|r| RejectRow {
+                source: &r.source,
+                line_no: r.line_no,
+                reason: &r.reason,
+                raw: &r.raw,
+                message_id: Some(&r.message_key),
+            })
+            .collect();
+        self.bulk_insert(vec![
+            ("logs", lines),
+            ("rejects", arrow_batch::rejects_batch(&rejects, run_id)?),
+            (
+                "ingested_messages",
+                arrow_batch::messages_batch(&batch.messages, run_id)?,
+            ),
+        ])
+    }
+
+    /// Which of these message keys were stored before (redelivery check).
+    pub fn stored_message_keys(&self, keys: &[&str]) -> Result<std::collections::HashSet<String>> {
+        let mut out = std::collections::HashSet::new();
+        for chunk in keys.chunks(1000) {
+            let list = chunk
+                .iter()
+                .map(|k| format!("'{}'", k.replace('\'', "''")))
+                .collect::<Vec<_>>()
+                .join(",");
+            let mut st = self.conn.prepare(&format!(
+                "SELECT DISTINCT message_id FROM ingested_messages WHERE message_id IN ({list})"
+            ))?;
+            for k in st.query_map([], |r| r.get::<_, String>(0))? {
+                out.insert(k?);
+            }
+        }
+        Ok(out)
     }
 
     /// One transaction of Arrow inserts (see `bulk::BulkConn::insert`).
