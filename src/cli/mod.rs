@@ -36,6 +36,9 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     Consume(stream::ConsumeArgs),
     Produce(stream::ProduceArgs),
+    /// Benchmark helper: drain a queue with a bare consumer (no parsing, no storage).
+    #[command(hide = true)]
+    BenchDrain(stream::DrainArgs),
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -50,6 +53,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Generate(a) => generate::run(a),
         Command::Consume(a) => stream::run_consume(a, cfg),
         Command::Produce(a) => stream::run_produce(a, cfg),
+        Command::BenchDrain(a) => stream::run_drain(a, cfg),
     }
 }
 

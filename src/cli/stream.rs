@@ -68,8 +68,16 @@ pub fn run_consume(a: ConsumeArgs, mut cfg: Config) -> Result<i32> {
     };
     let stats = runtime()?.block_on(consume(&cfg, &opts, &store))?;
     println!(
-        "consumed {} messages ({} redelivered duplicates skipped): {} lines stored, {} rejected, {} batches, {} reconnects",
-        stats.messages, stats.duplicates_skipped, stats.lines_stored, stats.lines_rejected, stats.batches, stats.reconnects
+        "consumed {} messages ({} redelivered duplicates skipped): {} lines stored, {} rejected, {} batches, {} reconnects; {:.2}s busy ({:.0} msgs/s, {:.0} lines/s)",
+        stats.messages,
+        stats.duplicates_skipped,
+        stats.lines_stored,
+        stats.lines_rejected,
+        stats.batches,
+        stats.reconnects,
+        stats.busy_seconds,
+        stats.messages as f64 / stats.busy_seconds.max(1e-9),
+        (stats.lines_stored + stats.lines_rejected) as f64 / stats.busy_seconds.max(1e-9)
     );
     Ok(0)
 }
@@ -121,6 +129,30 @@ pub fn run_produce(a: ProduceArgs, mut cfg: Config) -> Result<i32> {
     println!(
         "published {lines} lines in {messages} messages to queue {} in {secs:.2}s ({:.0} lines/s), all confirmed",
         cfg.rabbitmq.queue,
+        lines as f64 / secs.max(1e-9)
+    );
+    Ok(0)
+}
+
+/// Benchmark helper: drain a queue without parsing or storing (a bare lapin consumer).
+#[derive(Args, Debug)]
+pub struct DrainArgs {
+    #[command(flatten)]
+    pub broker: BrokerOpts,
+    /// Stop after the queue has been idle this many seconds.
+    #[arg(long, default_value_t = 1.0)]
+    pub idle_exit: f64,
+}
+
+pub fn run_drain(a: DrainArgs, mut cfg: Config) -> Result<i32> {
+    a.broker.apply(&mut cfg);
+    let (messages, lines, secs) = runtime()?.block_on(crate::stream::drain(
+        &cfg,
+        Duration::from_secs_f64(a.idle_exit),
+    ))?;
+    println!(
+        "drained {messages} messages ({lines} lines) in {secs:.2}s ({:.0} msgs/s, {:.0} lines/s)",
+        messages as f64 / secs.max(1e-9),
         lines as f64 / secs.max(1e-9)
     );
     Ok(0)

@@ -34,6 +34,8 @@ pub struct ConsumeStats {
     pub lines_rejected: u64,
     pub batches: u64,
     pub reconnects: u64,
+    /// Seconds from the first delivery to the last commit.
+    pub busy_seconds: f64,
 }
 
 /// Consumer settings beyond the config.
@@ -106,6 +108,7 @@ async fn shutdown_signal() {
 }
 
 struct Consumer<'a> {
+    first_delivery: Option<Instant>,
     cfg: &'a Config,
     opts: &'a ConsumeOptions,
     store: &'a Store,
@@ -169,6 +172,9 @@ impl Consumer<'_> {
         self.stats.lines_stored += batch.lines.len() as u64;
         self.stats.lines_rejected += batch.rejects.len() as u64;
         self.stats.batches += 1;
+        if let Some(t) = self.first_delivery {
+            self.stats.busy_seconds = t.elapsed().as_secs_f64();
+        }
         Ok(())
     }
 
@@ -214,6 +220,7 @@ impl Consumer<'_> {
                         if pending.is_empty() {
                             first_at = Instant::now();
                         }
+                        self.first_delivery.get_or_insert_with(Instant::now);
                         last_message = Instant::now();
                         last_tag = d.delivery_tag;
                         let key = Message::key_for(
@@ -256,6 +263,7 @@ pub async fn consume(cfg: &Config, opts: &ConsumeOptions, store: &Store) -> Resu
     let source = format!("amqp:{}", cfg.rabbitmq.queue);
     let run_id = store.begin_run("consume", &source, None, &opts_format_name(&opts.format))?;
     let mut c = Consumer {
+        first_delivery: None,
         cfg,
         opts,
         store,
@@ -302,6 +310,52 @@ fn opts_format_name(f: &FormatChoice) -> String {
         FormatChoice::Auto => "auto".into(),
         FormatChoice::Fixed(f) => f.name(),
     }
+}
+
+/// A bare consumer for benchmarks: receives and acks (multiple, every 500)
+/// without parsing or storing. Returns (messages, lines, seconds from the
+/// first to the last delivery).
+pub async fn drain(cfg: &Config, idle_exit: Duration) -> Result<(u64, u64, f64)> {
+    let (conn, ch) = open_channel(cfg).await?;
+    ch.basic_qos(cfg.rabbitmq.prefetch, BasicQosOptions::default())
+        .await?;
+    let mut deliveries = ch
+        .basic_consume(
+            cfg.rabbitmq.queue.as_str().into(),
+            "logsentry-drain".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let (mut messages, mut lines) = (0u64, 0u64);
+    let mut first: Option<Instant> = None;
+    let mut last = Instant::now();
+    let (mut last_tag, mut acked) = (0, 0);
+    loop {
+        match tokio::time::timeout(idle_exit, deliveries.next()).await {
+            Ok(Some(Ok(d))) => {
+                first.get_or_insert_with(Instant::now);
+                last = Instant::now();
+                messages += 1;
+                lines += 1 + memchr::memchr_iter(b'\n', &d.data).count() as u64;
+                last_tag = d.delivery_tag;
+                if messages % 500 == 0 {
+                    ch.basic_ack(last_tag, BasicAckOptions { multiple: true })
+                        .await?;
+                    acked = last_tag;
+                }
+            }
+            Ok(Some(Err(e))) => return Err(e.into()),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    if last_tag > acked {
+        ch.basic_ack(last_tag, BasicAckOptions { multiple: true })
+            .await?;
+    }
+    let _ = conn.close(200, "done".into()).await;
+    let secs = first.map(|f| (last - f).as_secs_f64()).unwrap_or(0.0);
+    Ok((messages, lines, secs))
 }
 
 /// Producer settings.
