@@ -8,6 +8,7 @@ use crate::ingest::REJECT_RAW_CAP;
 use crate::parse::{detect, Format, FormatChoice, LineParser};
 use crate::record::{Fields, LogBatch, StrColumn};
 use crate::template::Miner;
+use rayon::prelude::*;
 
 /// One delivered message.
 #[derive(Debug, Clone)]
@@ -80,14 +81,83 @@ pub fn build(
             }
         }
     };
+    // Parse groups of messages on the rayon pool, each with its own miner,
+    // then merge the miners in order (as `ingest::parse_block` does for files).
+    let total: usize = messages.iter().map(|m| m.body.len()).sum();
+    let groups = if total < 256 << 10 {
+        1
+    } else {
+        (rayon::current_num_threads() * 2)
+            .min(messages.len())
+            .max(1)
+    };
+    let per_group = total.div_ceil(groups).max(1);
+    let mut ranges = Vec::new();
+    let (mut start, mut acc) = (0, 0);
+    for (i, m) in messages.iter().enumerate() {
+        acc += m.body.len();
+        if acc >= per_group {
+            ranges.push(start..i + 1);
+            start = i + 1;
+            acc = 0;
+        }
+    }
+    if start < messages.len() {
+        ranges.push(start..messages.len());
+    }
+    let parts: Vec<(StreamBatch, Miner)> = ranges
+        .into_par_iter()
+        .map(|r| {
+            let mut local = Miner::new(crate::template::DEFAULT_SIMILARITY);
+            let part = build_group(
+                &messages[r],
+                queue,
+                &format,
+                year,
+                max_line_bytes,
+                max_message_bytes,
+                &mut local,
+            );
+            (part, local)
+        })
+        .collect();
     let mut out = StreamBatch {
         format: Some(format.name()),
         ..Default::default()
     };
+    out.lines = LogBatch::with_capacity(messages.len(), total);
+    let mut sources = StrColumn::default();
+    for (mut part, local) in parts {
+        let map = miner.merge(&local);
+        for t in part.lines.template_id.iter_mut() {
+            *t = map[*t as usize];
+        }
+        if let Some(src) = &part.lines.sources {
+            sources.extend(src);
+        }
+        out.lines.extend(&part.lines);
+        out.rejects.append(&mut part.rejects);
+        out.messages.append(&mut part.messages);
+    }
+    out.lines.sources = Some(sources);
+    out
+}
+
+/// Parses one group of messages with `miner` (template ids local to it).
+fn build_group(
+    messages: &[Message],
+    queue: &str,
+    format: &Format,
+    year: i64,
+    max_line_bytes: usize,
+    max_message_bytes: usize,
+    miner: &mut Miner,
+) -> StreamBatch {
+    let mut out = StreamBatch::default();
     let total: usize = messages.iter().map(|m| m.body.len()).sum();
     out.lines = LogBatch::with_capacity(messages.len(), total);
     let mut sources = StrColumn::with_capacity(messages.len(), messages.len() * 32);
-    let mut parser = LineParser::new(format, year, max_line_bytes);
+    let mut parser = LineParser::new(format.clone(), year, max_line_bytes);
     let mut f = Fields::default();
     for m in messages {
         let source = format!("amqp:{queue}/{}", m.key);
@@ -152,7 +222,7 @@ mod tests {
         let msgs = [
             msg("m1", b"{\"ts\":\"2026-11-01T00:00:00Z\",\"level\":\"info\",\"msg\":\"a 1\"}\n{\"msg\":\"b\"}\n"),
             msg("m2", b"{\"msg\":\"a 2\"}\nnot json"),
-            msg("big", &[b'x'; 100]),
+            msg("big", &[b'x'; 120]),
         ];
         let mut miner = Miner::default();
         let b = build(
@@ -161,7 +231,7 @@ mod tests {
             &FormatChoice::Auto,
             2026,
             1 << 20,
-            50,
+            90,
             &mut miner,
         );
         assert_eq!(b.format.as_deref(), Some("json"));
@@ -181,6 +251,41 @@ mod tests {
             b.messages,
             [("m1".into(), 2), ("m2".into(), 1), ("big".into(), 0)]
         );
+    }
+
+    #[test]
+    fn parallel_groups_match_one_group() {
+        let msgs: Vec<Message> = (0..2000)
+            .map(|i| {
+                msg(
+                    &format!("k{i}"),
+                    format!(
+                        "{{\"level\":\"info\",\"msg\":\"user {i} logged in from {}\"}}\n{{\"msg\":\"cache miss {i}\"}}",
+                        "x".repeat(200)
+                    )
+                    .as_bytes(),
+                )
+            })
+            .collect();
+        let mut m1 = Miner::default();
+        let b = build(
+            &msgs,
+            "q",
+            &FormatChoice::Auto,
+            2026,
+            1 << 20,
+            1 << 20,
+            &mut m1,
+        );
+        assert_eq!(b.lines.len(), 4000);
+        assert_eq!(b.messages.len(), 2000);
+        assert_eq!(
+            b.lines.sources.as_ref().unwrap().get(3999),
+            Some("amqp:q/k1999")
+        );
+        assert_eq!(m1.len(), 2);
+        let ids: std::collections::HashSet<u32> = b.lines.template_id.iter().copied().collect();
+        assert_eq!(ids.len(), 2);
     }
 
     #[test]
