@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The docker-compose stack without Docker: make sure RabbitMQ runs locally
+# (scripts/setup.sh installs and starts it), then run the consumer in the
+# foreground. Extra arguments go to `logsentry consume`.
+# Example: scripts/run-native.sh --queue logs --db /tmp/live.duckdb
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/logsentry/target}
+bash scripts/setup.sh
+cargo build --release --quiet
+exec "$CARGO_TARGET_DIR/release/logsentry" consume "$@"
