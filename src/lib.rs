@@ -16,3 +16,4 @@ pub mod source;
 pub mod store;
 pub mod stream;
 pub mod template;
+pub mod web;

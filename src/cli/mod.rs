@@ -4,6 +4,7 @@
 pub mod analyze;
 pub mod detect;
 pub mod generate;
+pub mod serve;
 pub mod sql;
 pub mod stream;
 
@@ -36,6 +37,7 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     Consume(stream::ConsumeArgs),
     Produce(stream::ProduceArgs),
+    Serve(serve::ServeArgs),
     /// Benchmark helper: drain a queue with a bare consumer (no parsing, no storage).
     #[command(hide = true)]
     BenchDrain(stream::DrainArgs),
@@ -53,6 +55,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Generate(a) => generate::run(a),
         Command::Consume(a) => stream::run_consume(a, cfg),
         Command::Produce(a) => stream::run_produce(a, cfg),
+        Command::Serve(a) => serve::run(a, cfg),
         Command::BenchDrain(a) => stream::run_drain(a, cfg),
     }
 }

@@ -22,7 +22,7 @@ pub struct BrokerOpts {
 }
 
 impl BrokerOpts {
-    fn apply(&self, cfg: &mut Config) {
+    pub fn apply(&self, cfg: &mut Config) {
         if let Some(u) = &self.url {
             cfg.rabbitmq.url = u.clone();
         }
@@ -32,7 +32,8 @@ impl BrokerOpts {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+/// The tokio runtime of the broker and web commands.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
