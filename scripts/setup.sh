@@ -3,6 +3,7 @@
 # and starts a local RabbitMQ broker if none answers on 127.0.0.1:5672.
 # Idempotent: every step checks first. Run as root (or with sudo available).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
@@ -32,6 +33,15 @@ if ! command -v cargo >/dev/null 2>&1; then
         curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
         export PATH="$HOME/.cargo/bin:$PATH"
     fi
+fi
+
+# Headless browser tests: Debian's chromium (no browser download) driven by
+# playwright-core from the npm registry.
+apt_install chromium
+command -v node >/dev/null 2>&1 || apt_install nodejs npm
+if [ ! -d tests/browser/node_modules/playwright-core ] && [ -f tests/browser/package.json ]; then
+    echo "setup: installing playwright-core for the browser test"
+    (cd tests/browser && npm install --no-audit --no-fund --silent)
 fi
 
 # RabbitMQ for the streaming commands and their tests.

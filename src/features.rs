@@ -42,6 +42,21 @@ pub struct Windows {
     /// Errors and warnings as counts (for the windows table).
     pub errors: Vec<i64>,
     pub warns: Vec<i64>,
+    /// Oldest and newest line time of the input (µs), to tell partial edge windows.
+    pub span: Option<(i64, i64)>,
+}
+
+impl Windows {
+    /// Whether window `i` only partly lies inside the input's time span
+    /// (data starting or ending mid-window): its counts are not comparable.
+    pub fn is_partial(&self, i: usize) -> bool {
+        match self.span {
+            Some((first, last)) => {
+                self.start[i] < first || self.start[i] + self.window_us > last + 1
+            }
+            None => false,
+        }
+    }
 }
 
 impl Windows {
@@ -82,6 +97,11 @@ pub fn compute(lines: DataFrame, window_us: i64, warmup: usize) -> Result<Window
             ..Default::default()
         });
     }
+    let ts = lines.column("ts_us")?.cast(&DataType::Int64)?;
+    let span = match (ts.i64()?.min(), ts.i64()?.max()) {
+        (Some(a), Some(b)) => Some((a, b)),
+        _ => None,
+    };
     let w = lit(window_us);
     let base = lines
         .lazy()
@@ -184,6 +204,7 @@ pub fn compute(lines: DataFrame, window_us: i64, warmup: usize) -> Result<Window
     // gap filling: every window between a service's first and last exists
     let mut out = Windows {
         window_us,
+        span,
         ..Default::default()
     };
     let mut rows: Vec<[f64; 13]> = Vec::with_capacity(df.height());
@@ -501,6 +522,7 @@ mod tests {
             x: Array2::zeros((n, FEATURES.len())),
             errors: vec![0; n],
             warns: vec![0; n],
+            span: None,
         };
         for i in 0..n {
             w.x[[i, F_COUNT]] = 10.0 + (i % 5) as f64;

@@ -81,6 +81,7 @@ pub enum GenFormat {
 /// The kinds of incident the generator injects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum IncidentKind {
     ErrorBurst,
     LatencySurge,

@@ -57,6 +57,7 @@ pub fn run(a: ServeArgs, mut cfg: Config) -> Result<i32> {
             let opts = ConsumeOptions {
                 format: a.format.clone(),
                 idle_exit: None,
+                detect: true,
             };
             tokio::select! {
                 r = web => r,

@@ -57,6 +57,9 @@ pub struct ConsumeArgs {
     /// Exit once the queue has been idle this many seconds.
     #[arg(long, value_name = "SECS")]
     pub idle_exit: Option<f64>,
+    /// Only store; do not score windows as they close.
+    #[arg(long)]
+    pub no_detect: bool,
 }
 
 pub fn run_consume(a: ConsumeArgs, mut cfg: Config) -> Result<i32> {
@@ -66,16 +69,18 @@ pub fn run_consume(a: ConsumeArgs, mut cfg: Config) -> Result<i32> {
     let opts = ConsumeOptions {
         format: a.format.clone(),
         idle_exit: a.idle_exit.map(Duration::from_secs_f64),
+        detect: !a.no_detect,
     };
     let stats = runtime()?.block_on(consume(&cfg, &opts, &store))?;
     println!(
-        "consumed {} messages ({} redelivered duplicates skipped): {} lines stored, {} rejected, {} batches, {} reconnects; {:.2}s busy ({:.0} msgs/s, {:.0} lines/s)",
+        "consumed {} messages ({} redelivered duplicates skipped): {} lines stored, {} rejected, {} batches, {} reconnects, {} anomalies; {:.2}s busy ({:.0} msgs/s, {:.0} lines/s)",
         stats.messages,
         stats.duplicates_skipped,
         stats.lines_stored,
         stats.lines_rejected,
         stats.batches,
         stats.reconnects,
+        stats.anomalies,
         stats.busy_seconds,
         stats.messages as f64 / stats.busy_seconds.max(1e-9),
         (stats.lines_stored + stats.lines_rejected) as f64 / stats.busy_seconds.max(1e-9)

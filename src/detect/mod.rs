@@ -7,6 +7,7 @@
 
 pub mod explain;
 pub mod forest;
+pub mod online;
 
 use crate::features::{self, Windows, FEATURES};
 use crate::parse::time::format_micros;
@@ -54,6 +55,8 @@ impl DetectSettings {
 pub enum Scope {
     All,
     Runs(Vec<i64>),
+    /// Lines with `start <= ts < end` (epoch microseconds).
+    Range(i64, i64),
 }
 
 impl Scope {
@@ -61,6 +64,9 @@ impl Scope {
         match self {
             Scope::All => "TRUE".into(),
             Scope::Runs(ids) if ids.is_empty() => "FALSE".into(),
+            Scope::Range(a, b) => format!(
+                "{alias}ts >= make_timestamp({a}::BIGINT) AND {alias}ts < make_timestamp({b}::BIGINT)"
+            ),
             Scope::Runs(ids) => format!(
                 "{alias}ingest_id IN ({})",
                 ids.iter()
@@ -200,8 +206,10 @@ pub fn run(store: &Store, scope: &Scope, s: &DetectSettings) -> Result<Detection
     det.threshold = forest.threshold;
     let base_of: HashMap<&str, &features::Baseline> =
         base.iter().map(|(k, b)| (k.as_str(), b)).collect();
+    // a window the data only partly covers (it starts or ends mid-window)
+    // has partial counts: stored and scored, never flagged
     let mut flagged: Vec<usize> = (0..w.len())
-        .filter(|&i| scores[i] > forest.threshold)
+        .filter(|&i| scores[i] > forest.threshold && !w.is_partial(i))
         .collect();
     flagged.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
     for &i in &flagged {
@@ -255,7 +263,12 @@ fn anomaly_values(anoms: &[Anomaly], window_us: i64) -> String {
 
 /// Fills templates that rose or appeared, and example lines, for every anomaly
 /// with two scans of the scope.
-fn attach_lines(store: &Store, scope: &Scope, window_us: i64, anoms: &mut [Anomaly]) -> Result<()> {
+pub(crate) fn attach_lines(
+    store: &Store,
+    scope: &Scope,
+    window_us: i64,
+    anoms: &mut [Anomaly],
+) -> Result<()> {
     if anoms.is_empty() {
         return Ok(());
     }
@@ -385,7 +398,7 @@ pub fn rare_lines(store: &Store, scope: &Scope, top: usize) -> Result<Vec<RareLi
 }
 
 /// Replaces the stored windows and anomalies of the services and time span covered.
-fn save(
+pub(crate) fn save(
     store: &Store,
     w: &Windows,
     scores: &[f64],

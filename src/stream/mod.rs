@@ -36,6 +36,8 @@ pub struct ConsumeStats {
     pub reconnects: u64,
     /// Seconds from the first delivery to the last commit.
     pub busy_seconds: f64,
+    /// Anomalous windows found online.
+    pub anomalies: u64,
 }
 
 /// Consumer settings beyond the config.
@@ -44,6 +46,8 @@ pub struct ConsumeOptions {
     pub format: FormatChoice,
     /// Exit (after committing) once no message arrived for this long.
     pub idle_exit: Option<Duration>,
+    /// Score windows as they close (`detect.*` settings).
+    pub detect: bool,
 }
 
 async fn open_channel(cfg: &Config) -> Result<(Connection, Channel)> {
@@ -75,6 +79,19 @@ async fn open_channel(cfg: &Config) -> Result<(Connection, Channel)> {
             .await
             .with_context(|| format!("binding queue {} to {}", r.queue, r.exchange))?;
         }
+    }
+    if !r.alert_exchange.is_empty() {
+        ch.exchange_declare(
+            r.alert_exchange.as_str().into(),
+            lapin::ExchangeKind::Fanout,
+            lapin::options::ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("declaring the alert exchange {}", r.alert_exchange))?;
     }
     Ok((conn, ch))
 }
@@ -109,6 +126,9 @@ pub async fn shutdown_signal() {
 
 struct Consumer<'a> {
     first_delivery: Option<Instant>,
+    detector: Option<crate::detect::online::OnlineDetector>,
+    /// Newest line time stored so far (µs).
+    newest_us: Option<i64>,
     cfg: &'a Config,
     opts: &'a ConsumeOptions,
     store: &'a Store,
@@ -165,6 +185,31 @@ impl Consumer<'_> {
             Ok(())
         })?;
         self.miner.mark_saved();
+        if let Some(newest) = batch.lines.ts.iter().flatten().max() {
+            self.newest_us = Some(self.newest_us.map_or(*newest, |n| n.max(*newest)));
+        }
+        if let (Some(det), Some(newest)) = (self.detector.as_mut(), self.newest_us) {
+            let found = tokio::task::block_in_place(|| det.on_commit(store, newest))?;
+            for a in &found {
+                info!(service = %a.service, window = %a.window_start, score = a.score, "anomaly");
+                self.stats.anomalies += 1;
+                if !self.cfg.rabbitmq.alert_exchange.is_empty() {
+                    let body = serde_json::to_vec(&serde_json::json!({
+                        "text": format!("LogSentry: {} {} anomalous (score {}): {}", a.service, a.window_start, a.score, a.summary),
+                        "anomaly": a,
+                    }))?;
+                    ch.basic_publish(
+                        self.cfg.rabbitmq.alert_exchange.as_str().into(),
+                        a.service.as_str().into(),
+                        BasicPublishOptions::default(),
+                        &body,
+                        BasicProperties::default().with_delivery_mode(2),
+                    )
+                    .await
+                    .context("publishing an alert")?;
+                }
+            }
+        }
         ch.basic_ack(last_tag, BasicAckOptions { multiple: true })
             .await
             .context("acking a stored batch")?;
@@ -262,8 +307,18 @@ impl Consumer<'_> {
 pub async fn consume(cfg: &Config, opts: &ConsumeOptions, store: &Store) -> Result<ConsumeStats> {
     let source = format!("amqp:{}", cfg.rabbitmq.queue);
     let run_id = store.begin_run("consume", &source, None, &opts_format_name(&opts.format))?;
+    let detector = if opts.detect {
+        Some(crate::detect::online::OnlineDetector::new(
+            crate::detect::DetectSettings::from_config(&cfg.detect)?,
+            Duration::from_secs(cfg.stream.retrain_secs.max(1)),
+        ))
+    } else {
+        None
+    };
     let mut c = Consumer {
         first_delivery: None,
+        detector,
+        newest_us: None,
         cfg,
         opts,
         store,

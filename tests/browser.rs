@@ -1,0 +1,128 @@
+//! End-to-end: `serve` consumes from the real broker while Debian's headless
+//! chromium (driven by tests/browser/live.mjs with playwright-core) keeps the
+//! live page open; `produce` publishes normal traffic, then an error burst.
+//! The page must show lines flowing and the payments anomaly without a
+//! reload. Screenshots of each page land in target/tmp/screenshots/.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_logsentry"));
+    c.env_remove("LOGSENTRY_CONFIG");
+    c
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn live_page_shows_flow_and_an_injected_anomaly_without_reload() {
+    let browser_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "Debian's chromium is missing: run scripts/setup.sh"
+    );
+    if !std::path::Path::new(&format!("{browser_dir}/node_modules/playwright-core")).exists() {
+        run(
+            Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund"])
+                .current_dir(browser_dir),
+            "npm install (scripts/setup.sh does this)",
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("live.duckdb");
+    let log = dir.path().join("history.log");
+    // ten minutes of normal history up to now, windowed like the live run
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    let start = logsentry::parse::time::format_micros(now - 600_000_000);
+    run(
+        bin()
+            .args([
+                "generate",
+                "--lines",
+                "30000",
+                "--minutes",
+                "10",
+                "--no-incidents",
+                "--start",
+                &start[..19],
+            ])
+            .arg("--out")
+            .arg(&log),
+        "generate",
+    );
+    run(
+        bin()
+            .arg("analyze")
+            .arg(&log)
+            .arg("--db")
+            .arg(&db)
+            .args(["--window", "5s"]),
+        "analyze",
+    );
+    let queue = format!("logsentry-test-browser-{}", std::process::id());
+    let mut serve = bin()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--queue",
+            &queue,
+            "--db",
+        ])
+        .arg(&db)
+        .env("LOGSENTRY_DETECT_WINDOW", "5s")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(serve.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().trim_start_matches("dashboard on ").to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+    let shots = format!("{}/screenshots", env!("CARGO_TARGET_TMPDIR"));
+    let producer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        for extra in [&[][..], &["--incident", "error_burst"][..]] {
+            let lines = if extra.is_empty() { "600" } else { "1800" };
+            run(
+                bin()
+                    .args([
+                        "produce", "--queue", &queue, "--rate", "60", "--lines", lines,
+                    ])
+                    .args(extra),
+                "produce",
+            );
+        }
+    });
+    let browser = Command::new("node")
+        .args(["live.mjs", &url, "payments", &shots, "120000"])
+        .current_dir(browser_dir)
+        .output();
+    // the browser waited for the page while the producer published
+    let out = browser.unwrap();
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let _ = producer.join();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::path::Path::new(&format!("{shots}/live.png")).exists());
+}
