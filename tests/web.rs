@@ -165,6 +165,23 @@ fn every_route_answers_and_log_strings_are_escaped() {
     assert!(detail.contains("\"reasons\":[{"), "{detail}");
     assert_eq!(get(p, "/anomalies/987654321").0, 404);
 
+    let (st, h) = get(p, "/history");
+    assert_eq!(st, 200);
+    assert!(h.contains("<svg") && h.contains("<polyline") && h.contains("Anomalies in range"));
+    let (st, h) = get(
+        p,
+        "/api/history?from=2026-11-01T00:00:00Z&to=2026-11-01T02:00:00Z",
+    );
+    assert_eq!(st, 200);
+    assert!(
+        h.contains("\"charts\":[{") && h.contains("\"window_secs\":60"),
+        "{h}"
+    );
+
+    let (st, bad) = get(p, "/history?from=yesterday");
+    assert_eq!(st, 400);
+    assert!(bad.contains("from") && bad.contains("yesterday"), "{bad}");
+
     let (st, t) = get(p, "/templates");
     assert_eq!(st, 200);
     assert!(t.contains("&lt;script&gt;") && !t.contains("<script>alert"));

@@ -57,6 +57,10 @@ fn templates() -> Result<minijinja::Environment<'static>> {
         include_str!("../../templates/web/templates.html"),
     )?;
     env.add_template("sql.html", include_str!("../../templates/web/sql.html"))?;
+    env.add_template(
+        "history.html",
+        include_str!("../../templates/web/history.html"),
+    )?;
     Ok(env)
 }
 
@@ -109,6 +113,8 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(live_page))
         .route("/anomalies/{id}", get(anomaly_page))
         .route("/templates", get(templates_page))
+        .route("/history", get(history_page))
+        .route("/api/history", get(api_history))
         .route("/sql", get(sql_page))
         .route("/api/live", get(api_live))
         .route("/api/anomalies", get(api_anomalies))
@@ -178,30 +184,43 @@ fn live_data(conn: &Connection, f: &TailFilter) -> Result<Value> {
             sql_str(&l.to_ascii_uppercase())
         ));
     }
-    // "now" is the newest stored line, so a database filled by `analyze` reads the same way
+    // "now" is the newest stored line, so a database filled by `analyze` reads
+    // the same way; every query below is bounded by it so DuckDB's zone maps
+    // skip old row groups
+    let latest_us: Option<i64> =
+        conn.query_row("SELECT epoch_us(max(ts)) FROM logs", [], |r| r.get(0))?;
+    let now = format!("make_timestamp({}::BIGINT)", latest_us.unwrap_or(0));
     let head = rows(
         conn,
-        "SELECT strftime(max(ts), '%Y-%m-%dT%H:%M:%SZ') AS latest, count(*) AS total,
-                count(*) FILTER (WHERE ts > (SELECT max(ts) FROM logs) - INTERVAL 1 MINUTE) AS last_minute
-         FROM logs",
+        &format!(
+            "SELECT strftime({now}, '%Y-%m-%dT%H:%M:%SZ') AS latest, (SELECT count(*) FROM logs) AS total,
+                    count(*) AS last_minute
+             FROM logs WHERE ts > {now} - INTERVAL 1 MINUTE"
+        ),
         1,
     )?;
     let per_minute = rows(
         conn,
-        "SELECT strftime(time_bucket(INTERVAL 1 MINUTE, ts), '%H:%M') AS minute, count(*) AS lines
-         FROM logs WHERE ts > (SELECT max(ts) FROM logs) - INTERVAL 1 HOUR GROUP BY 1 ORDER BY 1",
+        &format!(
+            "SELECT strftime(time_bucket(INTERVAL 1 MINUTE, ts), '%H:%M') AS minute, count(*) AS lines
+             FROM logs WHERE ts > {now} - INTERVAL 1 HOUR GROUP BY 1 ORDER BY 1"
+        ),
         61,
     )?;
     let levels = rows(
         conn,
-        "SELECT coalesce(level, '-') AS level, count(*) AS lines FROM logs
-         WHERE ts > (SELECT max(ts) FROM logs) - INTERVAL 1 HOUR GROUP BY 1 ORDER BY 2 DESC",
+        &format!(
+            "SELECT coalesce(level, '-') AS level, count(*) AS lines FROM logs
+             WHERE ts > {now} - INTERVAL 1 HOUR GROUP BY 1 ORDER BY 2 DESC"
+        ),
         10,
     )?;
     let services = rows(
         conn,
-        "SELECT coalesce(service, host, '-') AS service, count(*) AS last_minute FROM logs
-         WHERE ts > (SELECT max(ts) FROM logs) - INTERVAL 1 MINUTE GROUP BY 1 ORDER BY 2 DESC",
+        &format!(
+            "SELECT coalesce(service, host, '-') AS service, count(*) AS last_minute FROM logs
+             WHERE ts > {now} - INTERVAL 1 MINUTE GROUP BY 1 ORDER BY 2 DESC"
+        ),
         50,
     )?;
     let anomalies = rows(
@@ -211,15 +230,22 @@ fn live_data(conn: &Connection, f: &TailFilter) -> Result<Value> {
          FROM anomalies ORDER BY window_start DESC, score DESC LIMIT 20",
         20,
     )?;
-    let tail = rows(
-        conn,
-        &format!(
+    // the newest 50 lines: look in the last hour first, everything if that is too few
+    let tail_sql = |bound: &str| {
+        format!(
             "SELECT strftime(ts, '%Y-%m-%dT%H:%M:%S.%gZ') AS ts, level, coalesce(service, host, '-') AS service,
                     message, source || ':' || line_no AS location
-             FROM logs WHERE {filter} ORDER BY ts DESC NULLS LAST LIMIT 50"
-        ),
+             FROM logs WHERE {filter} AND {bound} ORDER BY ts DESC NULLS LAST LIMIT 50"
+        )
+    };
+    let mut tail = rows(
+        conn,
+        &tail_sql(&format!("ts > {now} - INTERVAL 1 HOUR")),
         50,
     )?;
+    if tail.as_array().map_or(0, |a| a.len()) < 50 {
+        tail = rows(conn, &tail_sql("TRUE"), 50)?;
+    }
     Ok(json!({
         "latest": head[0]["latest"], "total": head[0]["total"], "last_minute": head[0]["last_minute"],
         "per_minute": per_minute, "levels": levels, "services": services,
@@ -294,6 +320,181 @@ async fn anomaly_page(State(st): State<AppState>, Path(id): Path<i64>) -> WebRes
         Some(a) => st.render("anomaly.html", json!({ "a": a })),
         None => Err(WebError(StatusCode::NOT_FOUND, format!("no anomaly {id}"))),
     }
+}
+
+#[derive(Deserialize, Default)]
+struct Range {
+    /// RFC 3339 or `YYYY-MM-DD HH:MM`; default: the last day of data.
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// One service's chart data: x positions and the three series.
+#[derive(Default)]
+struct Series {
+    service: String,
+    x: Vec<f64>,
+    rate: Vec<f64>,
+    errors: Vec<f64>,
+    p95: Vec<f64>,
+    marks: Vec<f64>,
+}
+
+const CHART_W: f64 = 900.0;
+const CHART_H: f64 = 60.0;
+
+fn points(xs: &[f64], ys: &[f64]) -> String {
+    let top = ys
+        .iter()
+        .cloned()
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max);
+    let top = if top > 0.0 { top } else { 1.0 };
+    xs.iter()
+        .zip(ys)
+        .map(|(x, y)| {
+            let y = if y.is_finite() { *y } else { 0.0 };
+            format!("{x:.1},{:.1}", CHART_H - y / top * (CHART_H - 4.0))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Per-service rate, error ratio and p95 latency over a time range, from the
+/// `windows` table (the window size most rows have), with anomalies marked.
+fn history_data(conn: &Connection, r: &TimeRange) -> Result<Value> {
+    let secs: Option<i64> = conn
+        .query_row(
+            "SELECT window_secs FROM windows GROUP BY 1 ORDER BY count(*) DESC LIMIT 1",
+            [],
+            |row| row.get(0),
+        )
+        .or_else(|e| match e {
+            duckdb::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })?;
+    let Some(secs) = secs else {
+        return Ok(json!({ "charts": [], "anomalies": [], "from": null, "to": null }));
+    };
+    let to = match r.to_us {
+        Some(us) => format!("make_timestamp({us}::BIGINT)"),
+        None => format!("(SELECT max(window_end) FROM windows WHERE window_secs = {secs})"),
+    };
+    let from = match r.from_us {
+        Some(us) => format!("make_timestamp({us}::BIGINT)"),
+        None => format!("{to} - INTERVAL 1 DAY"),
+    };
+    let (a, b): (i64, i64) = conn.query_row(
+        &format!("SELECT epoch_us({from}), epoch_us({to})"),
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
+    let span = (b - a).max(1) as f64;
+    let mut st = conn.prepare(&format!(
+        "SELECT service, epoch_us(window_start), count, error_ratio, latency_p95, is_anomaly FROM windows
+         WHERE window_secs = {secs} AND window_start >= make_timestamp({a}::BIGINT)
+           AND window_start < make_timestamp({b}::BIGINT)
+         ORDER BY service, window_start"
+    ))?;
+    let mut series: Vec<Series> = Vec::new();
+    let mut q = st.query([])?;
+    while let Some(row) = q.next()? {
+        let svc: String = row.get(0)?;
+        if series.last().is_none_or(|s| s.service != svc) {
+            series.push(Series {
+                service: svc,
+                ..Default::default()
+            });
+        }
+        let s = series.last_mut().expect("pushed above");
+        let x = (row.get::<_, i64>(1)? - a) as f64 / span * CHART_W;
+        s.x.push(x);
+        s.rate
+            .push(row.get::<_, Option<i64>>(2)?.unwrap_or(0) as f64);
+        s.errors
+            .push(row.get::<_, Option<f64>>(3)?.unwrap_or(f64::NAN));
+        s.p95
+            .push(row.get::<_, Option<f64>>(4)?.unwrap_or(f64::NAN));
+        if row.get::<_, Option<bool>>(5)?.unwrap_or(false) {
+            s.marks.push((x * 10.0).round() / 10.0);
+        }
+    }
+    let charts: Vec<Value> = series
+        .iter()
+        .map(|s| {
+            json!({
+                "service": s.service,
+                "rate": points(&s.x, &s.rate),
+                "errors": points(&s.x, &s.errors),
+                "p95": points(&s.x, &s.p95),
+                "marks": s.marks,
+                "max_rate": s.rate.iter().cloned().fold(0.0, f64::max),
+                "max_p95": (s.p95.iter().cloned().filter(|v| v.is_finite()).fold(0.0, f64::max) * 10.0).round() / 10.0,
+            })
+        })
+        .collect();
+    let anomalies = rows(
+        conn,
+        &format!(
+            "SELECT anomaly_id, service, strftime(window_start, '%Y-%m-%dT%H:%M:%SZ') AS window_start,
+                    round(score, 3) AS score, summary
+             FROM anomalies WHERE window_secs = {secs} AND window_start >= make_timestamp({a}::BIGINT)
+               AND window_start < make_timestamp({b}::BIGINT)
+             ORDER BY window_start LIMIT 1000"
+        ),
+        1000,
+    )?;
+    Ok(json!({
+        "charts": charts, "anomalies": anomalies, "window_secs": secs,
+        "from": crate::parse::time::format_micros(a), "to": crate::parse::time::format_micros(b),
+        "width": CHART_W, "height": CHART_H,
+    }))
+}
+
+/// A parsed `from`/`to` pair (epoch µs).
+struct TimeRange {
+    from_us: Option<i64>,
+    to_us: Option<i64>,
+}
+
+impl Range {
+    fn parse(&self) -> WebResult<TimeRange> {
+        let one = |name: &str, v: &Option<String>| -> WebResult<Option<i64>> {
+            match v.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+                None => Ok(None),
+                Some(text) => {
+                    crate::parse::time::parse_any(text, crate::parse::time::current_year())
+                        .map(Some)
+                        .ok_or_else(|| {
+                            WebError(
+                                StatusCode::BAD_REQUEST,
+                                format!(
+                                    "{name}: {text:?} is not a time (use e.g. 2026-11-01T10:00:00Z)"
+                                ),
+                            )
+                        })
+                }
+            }
+        };
+        Ok(TimeRange {
+            from_us: one("from", &self.from)?,
+            to_us: one("to", &self.to)?,
+        })
+    }
+}
+
+async fn api_history(State(st): State<AppState>, Query(r): Query<Range>) -> WebResult<Json<Value>> {
+    let r = r.parse()?;
+    Ok(Json(st.with_db(move |c| history_data(c, &r)).await?))
+}
+
+async fn history_page(
+    State(st): State<AppState>,
+    Query(r): Query<Range>,
+) -> WebResult<Html<String>> {
+    let r = r.parse()?;
+    let h = st.with_db(move |c| history_data(c, &r)).await?;
+    st.render("history.html", json!({ "h": h }))
 }
 
 fn template_list(conn: &Connection) -> Result<Value> {
