@@ -11,7 +11,7 @@ COPY benches ./benches
 RUN cargo build --release --locked && strip target/release/logsentry
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --home /data logsentry && mkdir -p /data && chown logsentry /data
 COPY --from=build /src/target/release/logsentry /usr/local/bin/logsentry
@@ -19,6 +19,6 @@ COPY config/config.yaml /etc/logsentry/config.yaml
 USER logsentry
 WORKDIR /data
 ENV LOGSENTRY_CONFIG=/etc/logsentry/config.yaml LOGSENTRY_DB=/data/logsentry.duckdb
-# The dashboard (`serve`) is not built yet; the container consumes the queue.
+EXPOSE 8080
 ENTRYPOINT ["logsentry"]
-CMD ["consume"]
+CMD ["serve", "--listen", "0.0.0.0:8080"]
