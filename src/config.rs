@@ -367,8 +367,14 @@ impl Config {
                 bail!("detect.threshold must be in (0, 1), got {t}");
             }
         }
-        if self.detect.n_trees == 0 || self.detect.max_samples < 2 {
-            bail!("detect.n_trees must be > 0 and detect.max_samples >= 2");
+        if self.detect.n_trees == 0 {
+            bail!("detect.n_trees must be > 0");
+        }
+        if !(2..=4096).contains(&self.detect.max_samples) {
+            bail!(
+                "detect.max_samples must be in 2..=4096, got {}",
+                self.detect.max_samples
+            );
         }
         if self.ingest.block_bytes < 1 << 16 {
             bail!("ingest.block_bytes must be at least 65536");

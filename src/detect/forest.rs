@@ -84,8 +84,12 @@ impl ParamGuard for IsolationForestParams {
         if p.n_trees == 0 {
             return Err(ForestError::Invalid("n_trees must be > 0".into()));
         }
-        if p.max_samples < 2 {
-            return Err(ForestError::Invalid("max_samples must be >= 2".into()));
+        if !(2..=1 << MAX_DEPTH).contains(&p.max_samples) {
+            return Err(ForestError::Invalid(format!(
+                "max_samples must be in 2..={}, got {}",
+                1 << MAX_DEPTH,
+                p.max_samples
+            )));
         }
         match p.threshold {
             Threshold::Contamination(c) if !(c > 0.0 && c < 0.5) => Err(ForestError::Invalid(
@@ -104,9 +108,10 @@ impl ParamGuard for IsolationForestParams {
     }
 }
 
-/// One node, 16 bytes. Pre-order layout: the left child of node `i` is
-/// `i + 1`; `right` is stored. A leaf has `feature == LEAF` and `value` holds
-/// `c(size)`, the expected remaining path length, computed once at fit time.
+/// One node of a tree while it grows, 16 bytes. Pre-order layout: the left
+/// child of node `i` is `i + 1`; `right` is stored. A leaf has
+/// `feature == LEAF` and `value` holds `c(size)`, the expected remaining path
+/// length. Grown trees are flattened into [`Tree`] for scoring.
 #[derive(Debug, Clone, Copy)]
 struct Node {
     value: f64,
@@ -116,9 +121,99 @@ struct Node {
 
 const LEAF: u32 = u32::MAX;
 
+/// Deepest tree the complete layout holds (`max_samples` up to 2^12 = 4096):
+/// 2^12 leaves, 64 KiB of leaf values per tree.
+const MAX_DEPTH: usize = 12;
+
+/// One split of the complete layout, 8 bytes: rows with `row[feature] < value`
+/// go left. Like scikit-learn, the forest works on `f32` features.
+#[derive(Debug, Clone, Copy)]
+struct Split {
+    value: f32,
+    feature: u32,
+}
+
+/// A grown tree as a complete binary tree of fixed depth `depth` (heap order:
+/// the children of split `i` are `2i+1` and `2i+2`, the first `2^depth - 1`
+/// slots are splits, the next `2^depth` are leaves). A leaf reached early
+/// while growing is padded with splits at `+inf` (always left), and every leaf
+/// under it carries its value, so scoring is exactly `depth` branch-free steps
+/// per row and tree, whatever the shape. `leaf` holds the whole path length:
+/// depth of the original leaf + `c(size)`.
 #[derive(Debug, Clone)]
 struct Tree {
-    nodes: Vec<Node>,
+    splits: Vec<Split>,
+    leaf: Vec<f64>,
+    depth: usize,
+    /// One more than the largest feature index used: rows must be this wide.
+    width: usize,
+}
+
+impl Tree {
+    fn from_nodes(nodes: &[Node], depth: usize) -> Tree {
+        let mut t = Tree {
+            splits: vec![
+                Split {
+                    value: f32::INFINITY,
+                    feature: 0,
+                };
+                (1 << depth) - 1
+            ],
+            leaf: vec![0.0; 1 << depth],
+            depth,
+            width: 1,
+        };
+        t.place(nodes, 0, 0, 0, depth);
+        t.width = t
+            .splits
+            .iter()
+            .map(|s| s.feature as usize + 1)
+            .max()
+            .unwrap_or(1);
+        t
+    }
+
+    /// Puts the pre-order subtree rooted at `pre` into heap slot `heap` at `level`.
+    fn place(&mut self, nodes: &[Node], pre: usize, heap: usize, level: usize, depth: usize) {
+        let n = nodes[pre];
+        if n.feature == LEAF {
+            // the leaves under heap slot `heap`, at the bottom level
+            let span = 1 << (depth - level);
+            let first = (heap + 1) * span - 1 - self.splits.len();
+            self.leaf[first..first + span].fill(level as f64 + n.value);
+            return;
+        }
+        self.splits[heap] = Split {
+            // an f32 kept in an f64: exact
+            value: n.value as f32,
+            feature: n.feature,
+        };
+        self.place(nodes, pre + 1, 2 * heap + 1, level + 1, depth);
+        self.place(nodes, n.right as usize, 2 * heap + 2, level + 1, depth);
+    }
+
+    /// Path lengths of `LANES` rows, stepped together so their independent
+    /// loads overlap. `!(x < split)` sends NaN right, as growing does.
+    #[inline]
+    #[allow(clippy::neg_cmp_op_on_partial_ord)] // deliberate: NaN must go right
+    fn path_lengths<const LANES: usize>(&self, rows: [&[f32]; LANES]) -> [f64; LANES] {
+        assert!(rows.iter().all(|r| r.len() >= self.width), "row too short");
+        let mut at = [0usize; LANES];
+        for _ in 0..self.depth {
+            for k in 0..LANES {
+                // SAFETY: before step `l` (0-based) of `depth`, `at[k]` is a
+                // heap slot of level `l`, below `2^depth - 1 = splits.len()`;
+                // every split's feature is below `width`, checked above.
+                let (s, v) = unsafe {
+                    let s = *self.splits.get_unchecked(at[k]);
+                    (s, *rows[k].get_unchecked(s.feature as usize))
+                };
+                at[k] = 2 * at[k] + 1 + usize::from(!(v < s.value));
+            }
+        }
+        let first_leaf = self.splits.len();
+        at.map(|i| self.leaf[i - first_leaf])
+    }
 }
 
 /// A fitted forest.
@@ -143,20 +238,30 @@ pub fn c_factor(n: usize) -> f64 {
     }
 }
 
-fn build_tree<S: Data<Elem = f64> + Sync>(
-    x: &ArrayBase<S, Ix2>,
-    rows: &mut [usize],
-    rng: &mut Rng,
-    max_depth: usize,
-) -> Tree {
-    let mut nodes = Vec::with_capacity(2 * rows.len());
-    grow(x, rows, rng, 0, max_depth, &mut nodes);
-    nodes.shrink_to_fit();
-    Tree { nodes }
+/// `k` distinct row indices out of `0..n`: a partial Fisher–Yates shuffle
+/// that keeps only the swapped positions (in a map), so drawing 256 rows out
+/// of 50,000 touches 512 entries instead of the whole index.
+fn sample_without_replacement(n: usize, k: usize, rng: &mut Rng) -> Vec<usize> {
+    let mut moved: ahash::AHashMap<usize, usize> = ahash::AHashMap::with_capacity(2 * k);
+    (0..k)
+        .map(|i| {
+            let j = i + rng.below((n - i) as u64) as usize;
+            let at_j = moved.get(&j).copied().unwrap_or(j);
+            let at_i = moved.get(&i).copied().unwrap_or(i);
+            moved.insert(j, at_i);
+            at_j
+        })
+        .collect()
 }
 
-fn grow<S: Data<Elem = f64>>(
-    x: &ArrayBase<S, Ix2>,
+fn build_tree(x: &Array2<f32>, rows: &mut [usize], rng: &mut Rng, max_depth: usize) -> Tree {
+    let mut nodes = Vec::with_capacity(2 * rows.len());
+    grow(x, rows, rng, 0, max_depth, &mut nodes);
+    Tree::from_nodes(&nodes, max_depth)
+}
+
+fn grow(
+    x: &Array2<f32>,
     rows: &mut [usize],
     rng: &mut Rng,
     depth: usize,
@@ -179,7 +284,7 @@ fn grow<S: Data<Elem = f64>>(
     let start = rng.below(nf as u64) as usize;
     for k in 0..nf {
         let f = (start + k) % nf;
-        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
         for &r in rows.iter() {
             let v = x[[r, f]];
             lo = lo.min(v);
@@ -188,7 +293,11 @@ fn grow<S: Data<Elem = f64>>(
         if hi <= lo {
             continue;
         }
-        let value = lo + rng.f64() * (hi - lo);
+        // uniform in [lo, hi), rounded to f32; never lo itself, so both sides get rows
+        let mut value = (f64::from(lo) + rng.f64() * f64::from(hi - lo)) as f32;
+        if value <= lo {
+            value = hi;
+        }
         // partition rows: < value to the left
         let mut i = 0;
         for j in 0..rows.len() {
@@ -199,7 +308,7 @@ fn grow<S: Data<Elem = f64>>(
         }
         let id = nodes.len();
         nodes.push(Node {
-            value,
+            value: f64::from(value),
             feature: f as u32,
             right: 0,
         });
@@ -210,26 +319,6 @@ fn grow<S: Data<Elem = f64>>(
         return;
     }
     leaf(nodes, rows.len());
-}
-
-impl Tree {
-    #[inline]
-    fn path_length(&self, row: &[f64]) -> f64 {
-        let mut i = 0usize;
-        let mut depth = 0.0;
-        loop {
-            let n = self.nodes[i];
-            if n.feature == LEAF {
-                return depth + n.value;
-            }
-            i = if row[n.feature as usize] < n.value {
-                i + 1
-            } else {
-                n.right as usize
-            };
-            depth += 1.0;
-        }
-    }
 }
 
 impl<S: Data<Elem = f64> + Sync, T> Fit<ArrayBase<S, Ix2>, T, ForestError>
@@ -248,9 +337,13 @@ impl<S: Data<Elem = f64> + Sync, T> Fit<ArrayBase<S, Ix2>, T, ForestError>
                 "need at least 2 rows to fit, got {n}"
             )));
         }
-        if x.iter().any(|v| !v.is_finite()) {
+        if x.ncols() == 0 {
+            return Err(ForestError::Invalid("need at least one feature".into()));
+        }
+        let x32: Array2<f32> = x.mapv(|v| v as f32);
+        if x32.iter().any(|v| !v.is_finite()) {
             return Err(ForestError::Invalid(
-                "features must be finite numbers".into(),
+                "features must be finite numbers within f32 range".into(),
             ));
         }
         let sample_size = self.max_samples.min(n);
@@ -261,14 +354,8 @@ impl<S: Data<Elem = f64> + Sync, T> Fit<ArrayBase<S, Ix2>, T, ForestError>
             .par_iter()
             .map(|&seed| {
                 let mut rng = Rng::new(seed);
-                // sample without replacement: partial Fisher–Yates over indices
-                let mut idx: Vec<usize> = (0..n).collect();
-                for i in 0..sample_size {
-                    let j = i + rng.below((n - i) as u64) as usize;
-                    idx.swap(i, j);
-                }
-                let rows = &mut idx[..sample_size];
-                build_tree(x, rows, &mut rng, max_depth)
+                let mut rows = sample_without_replacement(n, sample_size, &mut rng);
+                build_tree(&x32, &mut rows, &mut rng, max_depth)
             })
             .collect();
         let mut forest = IsolationForest {
@@ -292,26 +379,44 @@ impl<S: Data<Elem = f64> + Sync, T> Fit<ArrayBase<S, Ix2>, T, ForestError>
 
 impl IsolationForest {
     /// Anomaly score of each row, in (0, 1).
+    ///
+    /// Rows are scored in blocks on the rayon pool: a block is copied into a
+    /// contiguous row-major buffer, then each tree (a few KiB, so it stays in
+    /// L1) walks every row of the block, eight rows at a time.
     pub fn scores<S: Data<Elem = f64> + Sync>(&self, x: &ArrayBase<S, Ix2>) -> Array1<f64> {
+        const BLOCK: usize = 256;
+        const LANES: usize = 16;
         let cn = c_factor(self.sample_size);
         let ntrees = self.trees.len() as f64;
         let nf = x.ncols();
-        let v: Vec<f64> = (0..x.nrows())
-            .into_par_iter()
-            .with_min_len(1024)
-            .map_init(
-                || vec![0.0; nf],
-                |buf, r| {
-                    // a contiguous copy of the row: no strided indexing in the hot loop
-                    for (b, v) in buf.iter_mut().zip(x.row(r)) {
-                        *b = *v;
+        let mut out = vec![0.0; x.nrows()];
+        out.par_chunks_mut(BLOCK).enumerate().for_each_init(
+            Vec::new,
+            |buf: &mut Vec<f32>, (b, total)| {
+                let first = b * BLOCK;
+                buf.clear();
+                for r in first..first + total.len() {
+                    buf.extend(x.row(r).iter().map(|&v| v as f32));
+                }
+                let row = |i: usize| &buf[i * nf..(i + 1) * nf];
+                let whole = total.len() / LANES * LANES;
+                for tree in &self.trees {
+                    for q in (0..whole).step_by(LANES) {
+                        let h = tree.path_lengths::<LANES>(std::array::from_fn(|k| row(q + k)));
+                        for (t, h) in total[q..q + LANES].iter_mut().zip(h) {
+                            *t += h;
+                        }
                     }
-                    let total: f64 = self.trees.iter().map(|t| t.path_length(buf)).sum();
-                    2f64.powf(-(total / ntrees) / cn)
-                },
-            )
-            .collect();
-        Array1::from(v)
+                    for (i, t) in total.iter_mut().enumerate().skip(whole) {
+                        *t += tree.path_lengths([row(i)])[0];
+                    }
+                }
+                for t in total.iter_mut() {
+                    *t = 2f64.powf(-(*t / ntrees) / cn);
+                }
+            },
+        );
+        Array1::from(out)
     }
 
     pub fn n_features(&self) -> usize {
@@ -399,6 +504,67 @@ mod tests {
         )
         .is_err());
         assert!(fit_matrix(&IsolationForestParams::default(), &Array2::zeros((1, 3))).is_err());
+        assert!(fit_matrix(&IsolationForestParams::default(), &Array2::zeros((5, 0))).is_err());
+    }
+
+    #[test]
+    fn sparse_sampling_matches_a_full_partial_shuffle() {
+        let (n, k) = (1000, 256);
+        let mut a = Rng::new(5);
+        let mut idx: Vec<usize> = (0..n).collect();
+        for i in 0..k {
+            let j = i + a.below((n - i) as u64) as usize;
+            idx.swap(i, j);
+        }
+        let got = sample_without_replacement(n, k, &mut Rng::new(5));
+        assert_eq!(got, idx[..k]);
+        let mut sorted = got.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), k, "indices are distinct");
+    }
+
+    #[test]
+    fn complete_layout_gives_the_grown_path_lengths() {
+        // pre-order: x0 < 0.5 ? leaf(1 row) : (x1 < 2 ? leaf(3 rows) : leaf(2 rows))
+        let leaf = |size| Node {
+            value: c_factor(size),
+            feature: LEAF,
+            right: 0,
+        };
+        let nodes = [
+            Node {
+                value: 0.5,
+                feature: 0,
+                right: 2,
+            },
+            leaf(1),
+            Node {
+                value: 2.0,
+                feature: 1,
+                right: 4,
+            },
+            leaf(3),
+            leaf(2),
+        ];
+        let t = Tree::from_nodes(&nodes, 3);
+        assert_eq!(t.splits.len(), 7);
+        let rows: [&[f32]; 4] = [&[0.1, 9.0], &[0.7, 1.0], &[0.7, 5.0], &[f32::NAN, 5.0]];
+        let h = t.path_lengths(rows);
+        assert_eq!(h[0], 1.0 + c_factor(1));
+        assert_eq!(h[1], 2.0 + c_factor(3));
+        assert_eq!(h[2], 2.0 + c_factor(2));
+        assert_eq!(h[3], h[2], "NaN goes right, as when growing");
+    }
+
+    #[test]
+    fn max_samples_is_bounded_by_the_layout() {
+        let x = cloud(50, 4);
+        let err = fit_matrix(&IsolationForestParams::default().max_samples(1 << 13), &x);
+        assert!(err.unwrap_err().to_string().contains("max_samples"));
+        // fewer rows than blocks of four, and a sample of all rows, still score
+        let f = fit_matrix(&IsolationForestParams::default().max_samples(4096), &x).unwrap();
+        assert_eq!(f.scores(&x.slice(ndarray::s![..3, ..])).len(), 3);
     }
 
     #[test]
