@@ -2,10 +2,13 @@
 //! chromium (driven by tests/browser/live.mjs with playwright-core) keeps the
 //! live page open; `produce` publishes normal traffic, then an error burst.
 //! The page must show lines flowing and the payments anomaly without a
-//! reload. Screenshots of each page land in target/tmp/screenshots/.
+//! reload, and the same anomaly must be POSTed to the alert webhook (a
+//! loopback HTTP receiver here). Screenshots of each page land in
+//! target/tmp/screenshots/.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_logsentry"));
@@ -21,6 +24,47 @@ fn run(cmd: &mut Command, what: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A loopback HTTP receiver that answers 200 to every request and keeps the
+/// bodies; returns its URL and the bodies received so far.
+fn webhook_receiver() -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/alerts", listener.local_addr().unwrap());
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let keep = bodies.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut req = Vec::new();
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = conn.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                req.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&req);
+                let Some(end) = text.find("\r\n\r\n") else {
+                    continue;
+                };
+                let len = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                    })
+                    .unwrap_or(0);
+                if req.len() >= end + 4 + len {
+                    keep.lock().unwrap().push(text[end + 4..].to_string());
+                    break;
+                }
+            }
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (url, bodies)
 }
 
 #[test]
@@ -73,6 +117,7 @@ fn live_page_shows_flow_and_an_injected_anomaly_without_reload() {
         "analyze",
     );
     let queue = format!("logsentry-test-browser-{}", std::process::id());
+    let (hook_url, alerts) = webhook_receiver();
     let mut serve = bin()
         .args([
             "serve",
@@ -84,6 +129,7 @@ fn live_page_shows_flow_and_an_injected_anomaly_without_reload() {
         ])
         .arg(&db)
         .env("LOGSENTRY_DETECT_WINDOW", "5s")
+        .env("LOGSENTRY_STREAM_WEBHOOK_URL", &hook_url)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -115,6 +161,18 @@ fn live_page_shows_flow_and_an_injected_anomaly_without_reload() {
         .output();
     // the browser waited for the page while the producer published
     let out = browser.unwrap();
+    // the webhook POST runs in the background: give it a moment before stopping serve
+    for _ in 0..50 {
+        if alerts
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|b| b.contains("\"payments\""))
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let _ = serve.kill();
     let _ = serve.wait();
     let _ = producer.join();
@@ -125,4 +183,23 @@ fn live_page_shows_flow_and_an_injected_anomaly_without_reload() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(std::path::Path::new(&format!("{shots}/live.png")).exists());
+    // the webhook got the payments anomaly as Slack-compatible JSON
+    let alerts = alerts.lock().unwrap();
+    let payments = alerts
+        .iter()
+        .filter_map(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+        .find(|v| v["anomaly"]["service"] == "payments")
+        .unwrap_or_else(|| {
+            panic!(
+                "no payments alert among {} webhook posts: {alerts:?}",
+                alerts.len()
+            )
+        });
+    assert!(
+        payments["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("LogSentry: payments "),
+        "{payments}"
+    );
 }

@@ -6,6 +6,7 @@
 //! producer (`logsentry produce`) that publishes generated logs with
 //! publisher confirms.
 
+pub mod alert;
 pub mod batcher;
 
 use crate::config::{redact_url, Config};
@@ -129,6 +130,7 @@ struct Consumer<'a> {
     detector: Option<crate::detect::online::OnlineDetector>,
     /// Newest line time stored so far (µs).
     newest_us: Option<i64>,
+    webhook: Option<alert::Webhook>,
     cfg: &'a Config,
     opts: &'a ConsumeOptions,
     store: &'a Store,
@@ -193,11 +195,12 @@ impl Consumer<'_> {
             for a in &found {
                 info!(service = %a.service, window = %a.window_start, score = a.score, "anomaly");
                 self.stats.anomalies += 1;
+                let body = alert::body(a);
+                if let Some(hook) = &self.webhook {
+                    hook.send(&body);
+                }
                 if !self.cfg.rabbitmq.alert_exchange.is_empty() {
-                    let body = serde_json::to_vec(&serde_json::json!({
-                        "text": format!("LogSentry: {} {} anomalous (score {}): {}", a.service, a.window_start, a.score, a.summary),
-                        "anomaly": a,
-                    }))?;
+                    let body = serde_json::to_vec(&body)?;
                     ch.basic_publish(
                         self.cfg.rabbitmq.alert_exchange.as_str().into(),
                         a.service.as_str().into(),
@@ -239,7 +242,7 @@ impl Consumer<'_> {
             .with_context(|| format!("consuming from queue {}", self.cfg.rabbitmq.queue))?;
         info!(queue = %self.cfg.rabbitmq.queue, "consuming");
         let s = &self.cfg.stream;
-        let prefetch = (self.cfg.rabbitmq.prefetch as usize).max(1);
+        let half_prefetch = (self.cfg.rabbitmq.prefetch as usize / 2).max(1);
         let batch_age = Duration::from_millis(s.batch_ms.max(1));
         let mut pending: Vec<(Message, bool)> = Vec::new();
         let mut pending_lines = 0usize;
@@ -275,9 +278,10 @@ impl Consumer<'_> {
                         pending_lines += 1 + memchr::memchr_iter(b'\n', &d.data).count();
                         pending.push((Message { key, body: d.data }, d.redelivered));
                         // the broker sends no more than `prefetch` unacked
-                        // messages: waiting for more would only add latency
+                        // messages: closing at half of them lets it deliver
+                        // the other half while this batch is being stored
                         if pending_lines >= s.batch_lines
-                            || pending.len() >= prefetch
+                            || pending.len() >= half_prefetch
                             || first_at.elapsed() >= batch_age
                         {
                             self.flush(&ch, &mut pending, last_tag).await?;
@@ -319,6 +323,7 @@ pub async fn consume(cfg: &Config, opts: &ConsumeOptions, store: &Store) -> Resu
         first_delivery: None,
         detector,
         newest_us: None,
+        webhook: alert::Webhook::from_config(&cfg.stream.webhook_url)?,
         cfg,
         opts,
         store,
