@@ -82,6 +82,10 @@ impl RawDb {
         b.target = b.query_string("SELECT current_database()")?;
         b.exec("ATTACH IF NOT EXISTS ':memory:' AS logsentry_scratch")?;
         b.exec("USE logsentry_scratch")?;
+        // Lets DuckDB insert an Arrow scan with all its threads (2x faster
+        // per block here); rows keep their `source`/`line_no`, not their
+        // physical order, which no query should rely on.
+        b.exec("SET preserve_insertion_order = false")?;
         Ok(b)
     }
 }

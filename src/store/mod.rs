@@ -11,6 +11,7 @@ use crate::ingest::ParsedBlock;
 use crate::template::Template;
 use anyhow::{Context, Result};
 use duckdb::{params, Connection, OptionalExt};
+use rayon::prelude::*;
 
 /// The schema. `CREATE ... IF NOT EXISTS` so opening an existing file is a no-op.
 pub const SCHEMA: &str = r#"
@@ -278,7 +279,7 @@ impl Store {
     pub fn append_block(&self, run_id: i64, source: &str, block: &ParsedBlock) -> Result<()> {
         let lines = block
             .batches
-            .iter()
+            .par_iter()
             .filter(|b| !b.is_empty())
             .map(|b| arrow_batch::to_record_batch(b, source, run_id))
             .collect::<Result<Vec<_>>>()?;
