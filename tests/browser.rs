@@ -67,6 +67,31 @@ fn webhook_receiver() -> (String, Arc<Mutex<Vec<String>>>) {
     (url, bodies)
 }
 
+/// Now, in microseconds since the epoch.
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+/// GET an `http://127.0.0.1:PORT/path` URL; returns the body.
+fn http_get(url: &str) -> String {
+    let rest = url.trim_start_matches("http://");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    raw.split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default()
+}
+
 #[test]
 fn live_page_shows_flow_and_an_injected_anomaly_without_reload() {
     let browser_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
@@ -86,11 +111,7 @@ fn live_page_shows_flow_and_an_injected_anomaly_without_reload() {
     let db = dir.path().join("live.duckdb");
     let log = dir.path().join("history.log");
     // ten minutes of normal history up to now, windowed like the live run
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64;
-    let start = logsentry::parse::time::format_micros(now - 600_000_000);
+    let start = logsentry::parse::time::format_micros(now_micros() - 600_000_000);
     run(
         bin()
             .args([
@@ -116,6 +137,8 @@ fn live_page_shows_flow_and_an_injected_anomaly_without_reload() {
             .args(["--window", "5s"]),
         "analyze",
     );
+    // anomalies must come from the live traffic, not the seeded history
+    let since = logsentry::parse::time::format_micros(now_micros());
     let queue = format!("logsentry-test-browser-{}", std::process::id());
     let (hook_url, alerts) = webhook_receiver();
     let mut serve = bin()
@@ -156,7 +179,7 @@ fn live_page_shows_flow_and_an_injected_anomaly_without_reload() {
         }
     });
     let browser = Command::new("node")
-        .args(["live.mjs", &url, "payments", &shots, "120000"])
+        .args(["live.mjs", &url, "payments", &shots, "120000", &since])
         .current_dir(browser_dir)
         .output();
     // the browser waited for the page while the producer published
@@ -173,6 +196,8 @@ fn live_page_shows_flow_and_an_injected_anomaly_without_reload() {
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+    // the in-process consumer reports its batches and lag
+    let metrics = http_get(&format!("{url}metrics"));
     let _ = serve.kill();
     let _ = serve.wait();
     let _ = producer.join();
@@ -183,6 +208,21 @@ fn live_page_shows_flow_and_an_injected_anomaly_without_reload() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(std::path::Path::new(&format!("{shots}/live.png")).exists());
+    let batches: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("logsentry_batches_total "))
+        .unwrap_or_else(|| panic!("no batches metric:\n{metrics}"))
+        .parse()
+        .unwrap();
+    assert!(batches > 0.0, "{metrics}");
+    assert!(
+        metrics.contains("\nlogsentry_consumer_lag_seconds "),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\nlogsentry_consumer_lag_messages "),
+        "{metrics}"
+    );
     // the webhook got the payments anomaly as Slack-compatible JSON
     let alerts = alerts.lock().unwrap();
     let payments = alerts

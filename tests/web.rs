@@ -185,7 +185,18 @@ fn every_route_answers_and_log_strings_are_escaped() {
     let (st, t) = get(p, "/templates");
     assert_eq!(st, 200);
     assert!(t.contains("&lt;script&gt;") && !t.contains("<script>alert"));
-    assert_eq!(get(p, "/api/templates").0, 200);
+    // counts over time: a sparkline per template, its numbers in the API
+    assert!(t.contains("<polyline"), "no sparkline on /templates");
+    let (st, api) = get(p, "/api/templates");
+    assert_eq!(st, 200);
+    let first = &serde_json::from_str::<serde_json::Value>(&api).unwrap()[0];
+    let over_time: f64 = first["over_time"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .sum();
+    assert_eq!(over_time, first["count"].as_f64().unwrap(), "{first}");
 
     let (st, m) = get(p, "/metrics");
     assert_eq!(st, 200);

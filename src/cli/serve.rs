@@ -5,7 +5,7 @@ use super::stream::BrokerOpts;
 use crate::config::Config;
 use crate::parse::FormatChoice;
 use crate::store::Store;
-use crate::stream::{consume, shutdown_signal, ConsumeOptions};
+use crate::stream::{consume, shutdown_signal, ConsumeOptions, SharedStats};
 use crate::web::{self, AppState};
 use anyhow::{Context, Result};
 use clap::Args;
@@ -43,7 +43,9 @@ pub fn run(a: ServeArgs, mut cfg: Config) -> Result<i32> {
     store
         .conn
         .execute_batch("SET enable_external_access = false")?;
-    let state = AppState::new(store.conn.try_clone()?, cfg.web.clone())?;
+    let shared = (!a.no_consume).then(SharedStats::default);
+    let state =
+        AppState::new(store.conn.try_clone()?, cfg.web.clone())?.with_consumer(shared.clone());
     let rt = super::stream::runtime()?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(&cfg.web.listen)
@@ -58,6 +60,7 @@ pub fn run(a: ServeArgs, mut cfg: Config) -> Result<i32> {
                 format: a.format.clone(),
                 idle_exit: None,
                 detect: true,
+                shared,
             };
             tokio::select! {
                 r = web => r,

@@ -70,6 +70,7 @@ pub fn run_consume(a: ConsumeArgs, mut cfg: Config) -> Result<i32> {
         format: a.format.clone(),
         idle_exit: a.idle_exit.map(Duration::from_secs_f64),
         detect: !a.no_detect,
+        shared: None,
     };
     let stats = runtime()?.block_on(consume(&cfg, &opts, &store))?;
     println!(

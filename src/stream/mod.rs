@@ -39,7 +39,15 @@ pub struct ConsumeStats {
     pub busy_seconds: f64,
     /// Anomalous windows found online.
     pub anomalies: u64,
+    /// Messages waiting in the queue at the last check (consumer lag), when
+    /// the stats are shared with the dashboard.
+    pub queue_ready: Option<u64>,
+    /// Time of the newest stored line (µs since the epoch).
+    pub newest_line_us: Option<i64>,
 }
+
+/// The consumer's stats as it goes, for the dashboard's `/metrics`.
+pub type SharedStats = std::sync::Arc<std::sync::Mutex<ConsumeStats>>;
 
 /// Consumer settings beyond the config.
 #[derive(Debug, Clone)]
@@ -49,6 +57,8 @@ pub struct ConsumeOptions {
     pub idle_exit: Option<Duration>,
     /// Score windows as they close (`detect.*` settings).
     pub detect: bool,
+    /// Publish stats here after every batch, and check the queue depth.
+    pub shared: Option<SharedStats>,
 }
 
 async fn open_channel(cfg: &Config) -> Result<(Connection, Channel)> {
@@ -125,8 +135,27 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Messages ready in `queue`, from a passive declare; None if the broker
+/// would not say.
+async fn queue_depth(ch: &Channel, queue: &str) -> Option<u64> {
+    let q = ch
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .ok()?;
+    Some(u64::from(q.message_count()))
+}
+
 struct Consumer<'a> {
     first_delivery: Option<Instant>,
+    /// When the queue depth was last asked for (shared stats only).
+    depth_checked: Instant,
     detector: Option<crate::detect::online::OnlineDetector>,
     /// Newest line time stored so far (µs).
     newest_us: Option<i64>,
@@ -222,6 +251,16 @@ impl Consumer<'_> {
         self.stats.batches += 1;
         if let Some(t) = self.first_delivery {
             self.stats.busy_seconds = t.elapsed().as_secs_f64();
+        }
+        self.stats.newest_line_us = self.newest_us;
+        if let Some(shared) = &self.opts.shared {
+            if self.depth_checked.elapsed() >= Duration::from_secs(1) {
+                self.depth_checked = Instant::now();
+                self.stats.queue_ready = queue_depth(ch, &self.cfg.rabbitmq.queue).await;
+            }
+            if let Ok(mut s) = shared.lock() {
+                *s = self.stats.clone();
+            }
         }
         Ok(())
     }
@@ -321,6 +360,7 @@ pub async fn consume(cfg: &Config, opts: &ConsumeOptions, store: &Store) -> Resu
     };
     let mut c = Consumer {
         first_delivery: None,
+        depth_checked: Instant::now() - Duration::from_secs(60),
         detector,
         newest_us: None,
         webhook: alert::Webhook::from_config(&cfg.stream.webhook_url)?,

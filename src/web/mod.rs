@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use duckdb::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ pub struct AppState {
     db: Arc<Mutex<Connection>>,
     env: Arc<minijinja::Environment<'static>>,
     cfg: Arc<crate::config::WebConfig>,
+    /// The consumer running in this process (`serve` without `--no-consume`).
+    consumer: Option<crate::stream::SharedStats>,
 }
 
 /// An error page or JSON error with a status.
@@ -71,7 +74,14 @@ impl AppState {
             db: Arc::new(Mutex::new(conn)),
             env: Arc::new(templates()?),
             cfg: Arc::new(cfg),
+            consumer: None,
         })
+    }
+
+    /// Reports this consumer's batches and lag in `/metrics`.
+    pub fn with_consumer(mut self, consumer: Option<crate::stream::SharedStats>) -> AppState {
+        self.consumer = consumer;
+        self
     }
 
     fn conn(&self) -> Result<Connection> {
@@ -343,7 +353,8 @@ struct Series {
 const CHART_W: f64 = 900.0;
 const CHART_H: f64 = 60.0;
 
-fn points(xs: &[f64], ys: &[f64]) -> String {
+/// SVG polyline points for `ys` at `xs`, scaled to a chart `height` high.
+fn points(xs: &[f64], ys: &[f64], height: f64) -> String {
     let top = ys
         .iter()
         .cloned()
@@ -354,7 +365,7 @@ fn points(xs: &[f64], ys: &[f64]) -> String {
         .zip(ys)
         .map(|(x, y)| {
             let y = if y.is_finite() { *y } else { 0.0 };
-            format!("{x:.1},{:.1}", CHART_H - y / top * (CHART_H - 4.0))
+            format!("{x:.1},{:.1}", height - y / top * (height - 4.0))
         })
         .collect::<Vec<_>>()
         .join(" ")
@@ -382,7 +393,11 @@ fn history_data(conn: &Connection, r: &TimeRange) -> Result<Value> {
     };
     let from = match r.from_us {
         Some(us) => format!("make_timestamp({us}::BIGINT)"),
-        None => format!("{to} - INTERVAL 1 DAY"),
+        // the last day, or all of it when less is stored
+        None => format!(
+            "greatest({to} - INTERVAL 1 DAY,
+                      (SELECT min(window_start) FROM windows WHERE window_secs = {secs}))"
+        ),
     };
     let (a, b): (i64, i64) = conn.query_row(
         &format!("SELECT epoch_us({from}), epoch_us({to})"),
@@ -424,9 +439,9 @@ fn history_data(conn: &Connection, r: &TimeRange) -> Result<Value> {
         .map(|s| {
             json!({
                 "service": s.service,
-                "rate": points(&s.x, &s.rate),
-                "errors": points(&s.x, &s.errors),
-                "p95": points(&s.x, &s.p95),
+                "rate": points(&s.x, &s.rate, CHART_H),
+                "errors": points(&s.x, &s.errors, CHART_H),
+                "p95": points(&s.x, &s.p95, CHART_H),
                 "marks": s.marks,
                 "max_rate": s.rate.iter().cloned().fold(0.0, f64::max),
                 "max_p95": (s.p95.iter().cloned().filter(|v| v.is_finite()).fold(0.0, f64::max) * 10.0).round() / 10.0,
@@ -497,8 +512,13 @@ async fn history_page(
     st.render("history.html", json!({ "h": h }))
 }
 
+/// Buckets of the templates page's counts-over-time sparklines.
+const SPARK_BUCKETS: usize = 24;
+const SPARK_W: f64 = 120.0;
+const SPARK_H: f64 = 18.0;
+
 fn template_list(conn: &Connection) -> Result<Value> {
-    rows(
+    let mut list = rows(
         conn,
         "SELECT template_id, template, count,
                 strftime(first_seen, '%Y-%m-%dT%H:%M:%SZ') AS first_seen,
@@ -506,7 +526,42 @@ fn template_list(conn: &Connection) -> Result<Value> {
                 first_seen > (SELECT max(last_seen) FROM templates) - INTERVAL 1 HOUR AS new
          FROM templates ORDER BY count DESC LIMIT 2000",
         2000,
-    )
+    )?;
+    // lines of each template in SPARK_BUCKETS equal slices of the stored span
+    let mut per_template: HashMap<i64, Vec<f64>> = HashMap::new();
+    let mut st = conn.prepare(&format!(
+        "WITH span AS (SELECT epoch_us(min(ts)) AS lo,
+                              greatest(epoch_us(max(ts)) - epoch_us(min(ts)), 1) AS w FROM logs)
+         SELECT template_id,
+                least({last}, (epoch_us(ts) - lo) * {n} // w)::INTEGER AS bucket, count(*)
+         FROM logs, span WHERE ts IS NOT NULL GROUP BY ALL",
+        last = SPARK_BUCKETS - 1,
+        n = SPARK_BUCKETS
+    ))?;
+    let mut r = st.query([])?;
+    while let Some(row) = r.next()? {
+        let (id, bucket, n): (Option<i64>, i32, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
+        if let Some(id) = id {
+            per_template
+                .entry(id)
+                .or_insert_with(|| vec![0.0; SPARK_BUCKETS])[bucket as usize] = n as f64;
+        }
+    }
+    let xs: Vec<f64> = (0..SPARK_BUCKETS)
+        .map(|i| i as f64 * SPARK_W / (SPARK_BUCKETS - 1) as f64)
+        .collect();
+    if let Some(list) = list.as_array_mut() {
+        for t in list {
+            let counts = t["template_id"]
+                .as_i64()
+                .and_then(|id| per_template.get(&id));
+            if let (Some(counts), Some(obj)) = (counts, t.as_object_mut()) {
+                obj.insert("over_time".into(), json!(counts));
+                obj.insert("spark".into(), json!(points(&xs, counts, SPARK_H)));
+            }
+        }
+    }
+    Ok(list)
 }
 
 async fn api_templates(State(st): State<AppState>) -> WebResult<Json<Value>> {
@@ -666,24 +721,106 @@ async fn sql_page(
 }
 
 async fn metrics(State(st): State<AppState>) -> WebResult<Response> {
-    let body = st
+    let mut body = st
         .with_db(|c| {
             let n = |sql: &str| -> Result<i64> { Ok(c.query_row(sql, [], |r| r.get(0))?) };
-            Ok(format!(
-                "# HELP logsentry_lines_ingested_total Lines stored in logs.\n# TYPE logsentry_lines_ingested_total counter\nlogsentry_lines_ingested_total {}\n\
-                 # HELP logsentry_lines_rejected_total Lines stored in rejects.\n# TYPE logsentry_lines_rejected_total counter\nlogsentry_lines_rejected_total {}\n\
-                 # HELP logsentry_messages_consumed_total AMQP messages stored.\n# TYPE logsentry_messages_consumed_total counter\nlogsentry_messages_consumed_total {}\n\
-                 # HELP logsentry_runs_total Analyze and consume runs.\n# TYPE logsentry_runs_total counter\nlogsentry_runs_total {}\n\
-                 # HELP logsentry_anomalies Anomalous windows stored.\n# TYPE logsentry_anomalies gauge\nlogsentry_anomalies {}\n",
-                n("SELECT count(*) FROM logs")?,
-                n("SELECT count(*) FROM rejects")?,
-                n("SELECT count(*) FROM ingested_messages")?,
-                n("SELECT count(*) FROM runs")?,
-                n("SELECT count(*) FROM anomalies")?,
-            ))
+            let mut out = String::new();
+            for (name, kind, help, value) in [
+                (
+                    "logsentry_lines_ingested_total",
+                    "counter",
+                    "Lines stored in logs.",
+                    n("SELECT count(*) FROM logs")?,
+                ),
+                (
+                    "logsentry_lines_rejected_total",
+                    "counter",
+                    "Lines stored in rejects.",
+                    n("SELECT count(*) FROM rejects")?,
+                ),
+                (
+                    "logsentry_messages_consumed_total",
+                    "counter",
+                    "AMQP messages stored.",
+                    n("SELECT count(*) FROM ingested_messages")?,
+                ),
+                (
+                    "logsentry_runs_total",
+                    "counter",
+                    "Analyze and consume runs.",
+                    n("SELECT count(*) FROM runs")?,
+                ),
+                (
+                    "logsentry_anomalies",
+                    "gauge",
+                    "Anomalous windows stored.",
+                    n("SELECT count(*) FROM anomalies")?,
+                ),
+            ] {
+                metric(&mut out, name, kind, help, value as f64);
+            }
+            Ok(out)
         })
         .await?;
+    let consumer = st
+        .consumer
+        .as_ref()
+        .and_then(|s| s.lock().ok().map(|s| s.clone()));
+    if let Some(c) = consumer {
+        metric(
+            &mut body,
+            "logsentry_batches_total",
+            "counter",
+            "Micro-batches committed by this process's consumer.",
+            c.batches as f64,
+        );
+        metric(
+            &mut body,
+            "logsentry_duplicates_skipped_total",
+            "counter",
+            "Redelivered messages skipped as already stored.",
+            c.duplicates_skipped as f64,
+        );
+        metric(
+            &mut body,
+            "logsentry_reconnects_total",
+            "counter",
+            "Consumer reconnects to the broker.",
+            c.reconnects as f64,
+        );
+        if let Some(q) = c.queue_ready {
+            metric(
+                &mut body,
+                "logsentry_consumer_lag_messages",
+                "gauge",
+                "Messages waiting in the queue at the last check.",
+                q as f64,
+            );
+        }
+        if let Some(us) = c.newest_line_us {
+            let now_us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as i64)
+                .unwrap_or(us);
+            metric(
+                &mut body,
+                "logsentry_consumer_lag_seconds",
+                "gauge",
+                "Now minus the time of the newest consumed line.",
+                (now_us - us) as f64 / 1e6,
+            );
+        }
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
+}
+
+/// Appends one metric in Prometheus text format.
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: f64) {
+    use std::fmt::Write;
+    let _ = write!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+    );
 }
 
 /// Serves until `shutdown` completes.
