@@ -43,19 +43,27 @@ pub fn describe(feature: &str, value: f64, typical: f64) -> String {
 }
 
 /// Features sorted by deviation, the top `k` with |z| ≥ 2 (at least one).
-pub fn top_reasons(row: &[f64], base: &Baseline, k: usize) -> Vec<Reason> {
+/// `expected_count` is the window's expected line count (NaN when unknown),
+/// which a count is compared with and reported as typical.
+pub fn top_reasons(row: &[f64], base: &Baseline, expected_count: f64, k: usize) -> Vec<Reason> {
     let mut rs: Vec<Reason> = FEATURES
         .iter()
         .enumerate()
         .filter(|(f, _)| row[*f].is_finite())
         .map(|(f, name)| {
-            let z = base.z(f, row[f], row[crate::features::F_COUNT]);
+            let count = crate::features::F_COUNT;
+            let z = base.z_at(f, row[f], row[count], expected_count);
+            let typical = if f == count && expected_count.is_finite() {
+                expected_count
+            } else {
+                base.typical[f]
+            };
             Reason {
                 feature: name.to_string(),
                 value: row[f],
-                typical: base.typical[f],
+                typical,
                 z: (z * 100.0).round() / 100.0,
-                text: describe(name, row[f], base.typical[f]),
+                text: describe(name, row[f], typical),
             }
         })
         .collect();
@@ -90,14 +98,15 @@ mod tests {
             median: vec![0.0; n],
             scale: vec![0.05; n],
             typical: vec![0.0; n],
+            count_dispersion: 1.0,
         };
         base.median[0] = (10.0f64).ln_1p();
         base.typical[0] = 10.0;
         base.scale[0] = 0.25;
         let mut row = vec![0.0; n];
         row[0] = 40.0; // count: ln(41/11)/0.25 ≈ 5.3
-        row[1] = 0.34; // error_ratio: 2·√40·asin(√0.34) ≈ 7.9
-        let r = top_reasons(&row, &base, 3);
+        row[1] = 0.34; // error_ratio: share_z(0.34, 0, 40) ≈ 14.1
+        let r = top_reasons(&row, &base, f64::NAN, 3);
         assert_eq!(r[0].feature, "error_ratio");
         assert_eq!(r[0].text, "error_ratio 0.34, typical 0");
         assert_eq!(r[1].feature, "count");

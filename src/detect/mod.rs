@@ -177,8 +177,12 @@ fn window_label(us: i64) -> String {
 
 /// Runs features + forest + explanations over `scope` and stores the results.
 pub fn run(store: &Store, scope: &Scope, s: &DetectSettings) -> Result<Detection> {
+    let t = std::time::Instant::now();
     let lines = load_lines(store, scope).context("loading lines for detection")?;
-    let w = features::compute(lines, s.window_us, s.warmup_windows)?;
+    let load_ms = t.elapsed().as_millis() as u64;
+    let mut w = features::compute(lines, s.window_us, s.warmup_windows)?;
+    w.fill_expected_counts();
+    let features_ms = t.elapsed().as_millis() as u64 - load_ms;
     let mut det = Detection {
         window: window_label(s.window_us),
         windows: w.len(),
@@ -201,8 +205,10 @@ pub fn run(store: &Store, scope: &Scope, s: &DetectSettings) -> Result<Detection
         .max_samples(s.max_samples)
         .threshold(s.threshold)
         .seed(s.seed);
+    let t_rare = t.elapsed().as_millis() as u64;
     let forest = fit_matrix(&params, &z)?;
     let scores = forest.scores(&z).to_vec();
+    let t_forest = t.elapsed().as_millis() as u64;
     det.threshold = forest.threshold;
     let base_of: HashMap<&str, &features::Baseline> =
         base.iter().map(|(k, b)| (k.as_str(), b)).collect();
@@ -214,7 +220,7 @@ pub fn run(store: &Store, scope: &Scope, s: &DetectSettings) -> Result<Detection
     flagged.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
     for &i in &flagged {
         let row: Vec<f64> = w.x.row(i).to_vec();
-        let reasons = explain::top_reasons(&row, base_of[w.service[i].as_str()], 3);
+        let reasons = explain::top_reasons(&row, base_of[w.service[i].as_str()], w.expected(i), 3);
         let summary = reasons
             .iter()
             .map(|r| r.text.clone())
@@ -233,6 +239,7 @@ pub fn run(store: &Store, scope: &Scope, s: &DetectSettings) -> Result<Detection
         });
     }
     attach_lines(store, scope, s.window_us, &mut det.anomalies)?;
+    let t_explain = t.elapsed().as_millis() as u64;
     save(
         store,
         &w,
@@ -241,6 +248,15 @@ pub fn run(store: &Store, scope: &Scope, s: &DetectSettings) -> Result<Detection
         &det.anomalies,
         s.window_us,
     )?;
+    tracing::debug!(
+        load_ms,
+        features_ms,
+        rare_and_scale_ms = t_rare - load_ms - features_ms,
+        forest_ms = t_forest - t_rare,
+        explain_ms = t_explain - t_forest,
+        save_ms = t.elapsed().as_millis() as u64 - t_explain,
+        "detection"
+    );
     det.features = w;
     det.scores = scores;
     Ok(det)

@@ -227,7 +227,7 @@ impl OnlineDetector {
                 continue;
             };
             let row: Vec<f64> = w.x.row(i).to_vec();
-            let reasons = explain::top_reasons(&row, b, 3);
+            let reasons = explain::top_reasons(&row, b, f64::NAN, 3);
             anomalies.push(Anomaly {
                 service: w.service[i].clone(),
                 window_start: format_micros(w.start[i]),
@@ -264,6 +264,7 @@ mod tests {
             errors: vec![1],
             warns: vec![0],
             span: None,
+            expected_count: Vec::new(),
         };
         let f = fill_range(w, &["b".to_string()], 0, 30);
         assert_eq!(f.service, ["a", "a", "a", "b", "b", "b"]);
