@@ -1,6 +1,8 @@
-//! End-to-end: `serve` consumes from the real broker while Debian's headless
-//! chromium (driven by tests/browser/live.mjs with playwright-core) keeps the
-//! live page open; `produce` publishes normal traffic, then an error burst.
+//! End-to-end, from an empty database: `serve` consumes from the real broker
+//! while Debian's headless chromium (driven by tests/browser/live.mjs with
+//! playwright-core) keeps the live page open; `produce --incident
+//! error_burst` backfills ten minutes of normal history, then publishes the
+//! burst live.
 //! The page must show lines flowing and the payments anomaly without a
 //! reload, and the same anomaly must be POSTed to the alert webhook (a
 //! loopback HTTP receiver here). Screenshots of each page land in
@@ -107,36 +109,9 @@ fn live_page_shows_flow_and_an_injected_anomaly_without_reload() {
             "npm install (scripts/setup.sh does this)",
         );
     }
+    // a fresh database: `produce` backfills the history detection learns from
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("live.duckdb");
-    let log = dir.path().join("history.log");
-    // ten minutes of normal history up to now, windowed like the live run
-    let start = logsentry::parse::time::format_micros(now_micros() - 600_000_000);
-    run(
-        bin()
-            .args([
-                "generate",
-                "--lines",
-                "30000",
-                "--minutes",
-                "10",
-                "--no-incidents",
-                "--start",
-                &start[..19],
-            ])
-            .arg("--out")
-            .arg(&log),
-        "generate",
-    );
-    run(
-        bin()
-            .arg("analyze")
-            .arg(&log)
-            .arg("--db")
-            .arg(&db)
-            .args(["--window", "5s"]),
-        "analyze",
-    );
     // anomalies must come from the live traffic, not the seeded history
     let since = logsentry::parse::time::format_micros(now_micros());
     let queue = format!("logsentry-test-browser-{}", std::process::id());
@@ -166,17 +141,22 @@ fn live_page_shows_flow_and_an_injected_anomaly_without_reload() {
     let shots = format!("{}/screenshots", env!("CARGO_TARGET_TMPDIR"));
     let producer = std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_secs(3));
-        for extra in [&[][..], &["--incident", "error_burst"][..]] {
-            let lines = if extra.is_empty() { "600" } else { "1800" };
-            run(
-                bin()
-                    .args([
-                        "produce", "--queue", &queue, "--rate", "60", "--lines", lines,
-                    ])
-                    .args(extra),
+        // ten minutes of normal history (the default backfill with an
+        // incident), then 30 s of live traffic with the error burst
+        run(
+            bin().args([
                 "produce",
-            );
-        }
+                "--queue",
+                &queue,
+                "--rate",
+                "60",
+                "--lines",
+                "1800",
+                "--incident",
+                "error_burst",
+            ]),
+            "produce",
+        );
     });
     let browser = Command::new("node")
         .args(["live.mjs", &url, "payments", &shots, "120000", &since])

@@ -92,7 +92,7 @@ pub fn run_consume(a: ConsumeArgs, mut cfg: Config) -> Result<i32> {
 /// Publish generated web-service logs to RabbitMQ (publisher confirms).
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  logsentry produce --rate 10000 --lines 1000000\n  logsentry produce --incident error_burst        # forever, with a live incident\n  logsentry produce --batch 100 --lines 500000     # 100 lines per message"
+    after_help = "Examples:\n  logsentry produce --rate 10000 --lines 1000000\n  logsentry produce --incident error_burst        # 10 min of normal history, then a live incident, forever\n  logsentry produce --batch 100 --lines 500000     # 100 lines per message"
 )]
 pub struct ProduceArgs {
     #[command(flatten)]
@@ -112,6 +112,11 @@ pub struct ProduceArgs {
     /// Inject this incident into the live traffic.
     #[arg(long, value_enum)]
     pub incident: Option<IncidentKind>,
+    /// First publish this many minutes of normal past traffic (at --rate,
+    /// timestamps up to now) for online detection to learn from.
+    /// Default: 10 with --incident, else 0.
+    #[arg(long)]
+    pub backfill: Option<u64>,
     /// Random seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -129,6 +134,9 @@ pub fn run_produce(a: ProduceArgs, mut cfg: Config) -> Result<i32> {
         format: a.format,
         incident: a.incident,
         seed: a.seed,
+        backfill_minutes: a
+            .backfill
+            .unwrap_or(if a.incident.is_some() { 10 } else { 0 }),
     };
     let t = std::time::Instant::now();
     let (messages, lines) = runtime()?.block_on(produce(&cfg, &opts))?;

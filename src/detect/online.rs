@@ -27,6 +27,8 @@ struct Model {
     /// The score of a point isolated by the first split.
     first_split_score: f64,
     trained: Instant,
+    /// History windows the model was fitted on.
+    trained_windows: usize,
 }
 
 /// Scores windows as they close.
@@ -36,6 +38,9 @@ pub struct OnlineDetector {
     model: Option<Model>,
     /// Windows before this start (µs) are already scored.
     scored_until: Option<i64>,
+    /// Windows stored since the last fit: the model is refitted early once
+    /// the history has doubled (a young model learns fast).
+    stored_since_fit: usize,
 }
 
 /// Stored windows of one size that were not anomalous (the model learns what
@@ -120,10 +125,12 @@ impl OnlineDetector {
             retrain,
             model: None,
             scored_until: None,
+            stored_since_fit: 0,
         }
     }
 
     fn train(&mut self, store: &Store) -> Result<()> {
+        self.stored_since_fit = 0;
         let w = stored_windows(store, self.settings.window_us, 50_000)?;
         if w.len() < MIN_HISTORY_WINDOWS {
             self.model = None;
@@ -152,6 +159,7 @@ impl OnlineDetector {
             varied,
             first_split_score: 2f64.powf(-1.0 / super::forest::c_factor(sample)),
             trained: Instant::now(),
+            trained_windows: w.len(),
         });
         Ok(())
     }
@@ -176,10 +184,11 @@ impl OnlineDetector {
         if start >= closed_end {
             return Ok(Vec::new());
         }
+        let grown = self.stored_since_fit;
         if self
             .model
             .as_ref()
-            .is_none_or(|m| m.trained.elapsed() >= self.retrain)
+            .is_none_or(|m| m.trained.elapsed() >= self.retrain || grown >= m.trained_windows)
         {
             self.train(store)?;
         }
@@ -192,6 +201,7 @@ impl OnlineDetector {
         };
         let w = fill_range(computed, &known, start, closed_end);
         self.scored_until = Some(closed_end);
+        self.stored_since_fit += w.len();
         let Some(model) = &self.model else {
             // no history yet: store the windows unscored; they become history
             let zeros = vec![0.0; w.len()];

@@ -470,7 +470,13 @@ pub struct ProduceOptions {
     pub format: GenFormat,
     pub incident: Option<IncidentKind>,
     pub seed: u64,
+    /// Publish this many minutes of normal past traffic first (timestamps
+    /// from now back), so online detection has history to learn from.
+    pub backfill_minutes: u64,
 }
+
+/// Lines per second of backfilled history when the live rate is unlimited.
+const BACKFILL_RATE: u64 = 1000;
 
 /// Publishes generated logs with publisher confirms; returns (messages, lines).
 pub async fn produce(cfg: &Config, o: &ProduceOptions) -> Result<(u64, u64)> {
@@ -491,24 +497,14 @@ pub async fn produce(cfg: &Config, o: &ProduceOptions) -> Result<(u64, u64)> {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0)
     );
-    let start = Instant::now();
-    let (mut messages, mut lines) = (0u64, 0u64);
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
-    loop {
-        if o.lines > 0 && lines >= o.lines {
-            break;
-        }
-        let n = if o.lines > 0 {
-            o.batch.min((o.lines - lines) as usize)
-        } else {
-            o.batch
-        };
-        let now_us = std::time::SystemTime::now()
+    let now = || {
+        std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_micros() as i64)
-            .unwrap_or(0);
-        let body = live_lines(&mut rng, o.format, now_us, n, o.incident).join("\n");
+            .unwrap_or(0)
+    };
+    let (mut messages, mut lines) = (0u64, 0u64);
+    let publish = async |body: String, messages: &mut u64| -> Result<()> {
         ch.basic_publish(
             exchange.as_str().into(),
             key.as_str().into(),
@@ -519,16 +515,49 @@ pub async fn produce(cfg: &Config, o: &ProduceOptions) -> Result<(u64, u64)> {
                 .with_delivery_mode(2),
         )
         .await?;
-        messages += 1;
-        lines += n as u64;
-        if messages % 1000 == 0 {
+        *messages += 1;
+        if messages.is_multiple_of(1000) {
             let returned = ch.wait_for_confirms().await?;
             if !returned.is_empty() {
                 bail!("the broker returned {} messages", returned.len());
             }
         }
+        Ok(())
+    };
+    // normal history first, a second of traffic at a time, as fast as
+    // confirmed, until it has caught up with the clock (no gap before live)
+    let history_rate = if o.rate > 0 { o.rate } else { BACKFILL_RATE } as usize;
+    let span_us = o.backfill_minutes as i64 * 60_000_000;
+    let mut ts = now() - span_us;
+    // (a rate the broker cannot keep up with stops catching up after twice the span)
+    let give_up = ts + 2 * span_us;
+    while ts < (now() - 1_000_000).min(give_up) {
+        let second = live_lines(&mut rng, o.format, ts, history_rate, None);
+        ts += 1_000_000;
+        for chunk in second.chunks(o.batch) {
+            publish(chunk.join("\n"), &mut messages).await?;
+            lines += chunk.len() as u64;
+        }
+    }
+    let backfilled = lines;
+    let start = Instant::now();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let live = lines - backfilled;
+        if o.lines > 0 && live >= o.lines {
+            break;
+        }
+        let n = if o.lines > 0 {
+            o.batch.min((o.lines - live) as usize)
+        } else {
+            o.batch
+        };
+        let body = live_lines(&mut rng, o.format, now(), n, o.incident).join("\n");
+        publish(body, &mut messages).await?;
+        lines += n as u64;
         if o.rate > 0 {
-            let due = Duration::from_secs_f64(lines as f64 / o.rate as f64);
+            let due = Duration::from_secs_f64((lines - backfilled) as f64 / o.rate as f64);
             if let Some(sleep) = due.checked_sub(start.elapsed()) {
                 tokio::select! {
                     _ = tokio::time::sleep(sleep) => {},
