@@ -112,7 +112,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
             max_line_bytes: 1 << 20,
-            block_bytes: 64 << 20,
+            block_bytes: 96 << 20,
             threads: 0,
         }
     }
