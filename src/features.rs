@@ -512,8 +512,15 @@ pub const NORMAL_BAND: f64 = 3.0;
 /// side of a feature where its training sample has points, and a drop to
 /// silence is rare enough that few samples hold one. Explanations keep the
 /// sign (`Baseline::z_at`).
+///
+/// One more column follows the features: the total distance beyond the band
+/// over all of them. Only a few hundred of 50,000 windows leave the band at
+/// all, so a tree's 256-row sample seldom holds a window that leaves it in a
+/// given feature, and the trees cannot isolate along features they never
+/// split; the total is non-zero for every window that deviates anywhere, so
+/// the trees split on it, and the further out a window is, the sooner.
 pub fn scaled(w: &Windows, base: &[(String, Baseline)]) -> Array2<f64> {
-    let mut z = Array2::zeros(w.x.dim());
+    let mut z = Array2::zeros((w.len(), FEATURES.len() + 1));
     let mut bi = 0;
     for r in 0..w.len() {
         while base[bi].0 != w.service[r] {
@@ -528,9 +535,13 @@ pub fn scaled(w: &Windows, base: &[(String, Baseline)]) -> Array2<f64> {
             }
             z[[r, f]] = (v.abs() - NORMAL_BAND).max(0.0);
         }
+        z[[r, F_TOTAL_DEVIATION]] = (0..FEATURES.len()).map(|f| z[[r, f]]).sum();
     }
     z
 }
+
+/// The column of `scaled` after the features: total distance beyond the band.
+pub const F_TOTAL_DEVIATION: usize = FEATURES.len();
 
 #[cfg(test)]
 mod tests {
@@ -682,6 +693,11 @@ mod tests {
             z.column(F_COUNT)
         );
         assert!(z[[91, F_COUNT]] > 2.0, "{}", z[[91, F_COUNT]]);
+        // the forest's extra column totals the distances beyond the band
+        assert_eq!(z.ncols(), FEATURES.len() + 1);
+        let total: f64 = (0..FEATURES.len()).map(|f| z[[91, f]]).sum();
+        assert_eq!(z[[91, F_TOTAL_DEVIATION]], total);
+        assert_eq!(z[[10, F_TOTAL_DEVIATION]], 0.0);
     }
 
     #[test]
