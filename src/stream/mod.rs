@@ -155,7 +155,7 @@ async fn queue_depth(ch: &Channel, queue: &str) -> Option<u64> {
 struct Consumer<'a> {
     first_delivery: Option<Instant>,
     /// When the queue depth was last asked for (shared stats only).
-    depth_checked: Instant,
+    depth_checked: Option<Instant>,
     detector: Option<crate::detect::online::OnlineDetector>,
     /// Newest line time stored so far (µs).
     newest_us: Option<i64>,
@@ -254,8 +254,11 @@ impl Consumer<'_> {
         }
         self.stats.newest_line_us = self.newest_us;
         if let Some(shared) = &self.opts.shared {
-            if self.depth_checked.elapsed() >= Duration::from_secs(1) {
-                self.depth_checked = Instant::now();
+            if self
+                .depth_checked
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+            {
+                self.depth_checked = Some(Instant::now());
                 self.stats.queue_ready = queue_depth(ch, &self.cfg.rabbitmq.queue).await;
             }
             if let Ok(mut s) = shared.lock() {
@@ -360,7 +363,7 @@ pub async fn consume(cfg: &Config, opts: &ConsumeOptions, store: &Store) -> Resu
     };
     let mut c = Consumer {
         first_delivery: None,
-        depth_checked: Instant::now() - Duration::from_secs(60),
+        depth_checked: None,
         detector,
         newest_us: None,
         webhook: alert::Webhook::from_config(&cfg.stream.webhook_url)?,
