@@ -51,9 +51,9 @@ pub fn top_reasons(row: &[f64], base: &Baseline, expected_count: f64, k: usize) 
         .enumerate()
         .filter(|(f, _)| row[*f].is_finite())
         .map(|(f, name)| {
-            let count = crate::features::F_COUNT;
-            let z = base.z_at(f, row[f], row[count], expected_count);
-            let typical = if f == count && expected_count.is_finite() {
+            let f_count = crate::features::F_COUNT;
+            let z = base.z_at(f, row[f], row[f_count], expected_count);
+            let typical = if f == f_count && expected_count.is_finite() {
                 expected_count
             } else {
                 base.typical[f]
