@@ -382,7 +382,7 @@ impl IsolationForest {
     ///
     /// Rows are scored in blocks on the rayon pool: a block is copied into a
     /// contiguous row-major buffer, then each tree (a few KiB, so it stays in
-    /// L1) walks every row of the block, eight rows at a time.
+    /// L1) walks every row of the block, `LANES` (16) rows at a time.
     pub fn scores<S: Data<Elem = f64> + Sync>(&self, x: &ArrayBase<S, Ix2>) -> Array1<f64> {
         const BLOCK: usize = 256;
         const LANES: usize = 16;
