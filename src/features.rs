@@ -107,7 +107,7 @@ impl Windows {
 pub const INPUT_SQL_COLUMNS: &str =
     "epoch_us(l.ts) AS ts_us, coalesce(l.service, l.host, '-') AS svc, \
 l.level AS level, l.status AS status, l.latency_ms AS latency_ms, l.bytes AS bytes, \
-l.template_id AS template_id, l.client_ip AS client_ip, epoch_us(t.first_seen) AS tpl_first_us";
+l.template_id AS template_id, CASE WHEN l.client_ip IS NOT NULL THEN hash(l.client_ip) END AS client_ip, epoch_us(t.first_seen) AS tpl_first_us";
 
 fn f64_col(df: &DataFrame, name: &str) -> Result<Vec<f64>> {
     let c = df.column(name)?.cast(&DataType::Float64)?;

@@ -189,7 +189,7 @@ fn load_one(
             if let Some(pb) = &pb {
                 pb.inc(b.len() as u64);
             }
-            drop(b);
+            src.recycle(b);
             block = src.next_block(cfg.ingest.block_bytes)?;
         }
         Ok(())

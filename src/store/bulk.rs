@@ -196,13 +196,21 @@ impl BulkConn {
         }
         if r.is_ok() {
             r = self.exec("BEGIN TRANSACTION").and_then(|_| {
+                let t0 = std::time::Instant::now();
                 for q in &sql {
                     if let Err(e) = self.exec(q) {
                         let _ = self.exec("ROLLBACK");
                         return Err(e);
                     }
                 }
-                self.exec("COMMIT")
+                let t1 = std::time::Instant::now();
+                let c = self.exec("COMMIT");
+                tracing::debug!(
+                    insert_ms = (t1 - t0).as_millis() as u64,
+                    commit_ms = t1.elapsed().as_millis() as u64,
+                    "bulk insert"
+                );
+                c
             });
         }
         for view in &views[..made] {

@@ -151,7 +151,8 @@ impl Store {
         let db = bulk::RawDb::open(path, false)
             .with_context(|| format!("cannot open database {path}"))?;
         let conn = db.connection()?;
-        conn.execute_batch(SCHEMA)
+        // one transaction: one WAL sync instead of one per statement
+        conn.execute_batch(&format!("BEGIN TRANSACTION;\n{SCHEMA}\nCOMMIT;"))
             .with_context(|| format!("cannot create the schema in {path}"))?;
         Ok(Store {
             conn,
