@@ -377,12 +377,13 @@ pub fn rare_lines(store: &Store, scope: &Scope, top: usize) -> Result<Vec<RareLi
               s AS (SELECT template_id, count(*) AS n,
                            max(CASE level WHEN 'FATAL' THEN 1.0 WHEN 'ERROR' THEN 0.8 WHEN 'WARN' THEN 0.4 ELSE 0.0 END) AS lw,
                            arg_min(line_no, line_no) AS line_no, arg_min(source, line_no) AS source,
-                           arg_min(strftime(ts, '%Y-%m-%dT%H:%M:%S.%gZ'), line_no) AS ts,
+                           arg_min(ts, line_no) AS ts,
                            arg_min(coalesce(service, host, '-'), line_no) AS svc,
                            arg_min(level, line_no) AS level, arg_min(message, line_no) AS message
                     FROM logs WHERE {} GROUP BY template_id)
          SELECT round(0.7 * ln(total.n / t.count) / ln(total.n) + 0.3 * s.lw, 4) AS rarity,
-                s.template_id, t.template, t.count, s.n, s.source, s.line_no, s.ts, s.svc, s.level, s.message
+                s.template_id, t.template, t.count, s.n, s.source, s.line_no,
+                strftime(s.ts, '%Y-%m-%dT%H:%M:%S.%gZ'), s.svc, s.level, s.message
          FROM s JOIN templates t USING (template_id), total
          ORDER BY rarity DESC, s.template_id LIMIT ?",
         scope.sql("")

@@ -173,8 +173,12 @@ impl LineParser {
                 self.max_line_bytes
             ));
         }
-        let line = std::str::from_utf8(raw)
-            .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))?;
+        // SIMD check first; std's (slower) error says where the bad byte is
+        let line = match simdutf8::basic::from_utf8(raw) {
+            Ok(line) => line,
+            Err(_) => std::str::from_utf8(raw)
+                .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))?,
+        };
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line.trim().is_empty() {
             return Ok(false);
