@@ -103,7 +103,9 @@ impl Windows {
     }
 }
 
-/// The columns `compute` expects in its input frame.
+/// The columns `compute` expects in its input frame. `client_ip` arrives as
+/// DuckDB's 64-bit `hash()` of the address (NULL stays NULL): grouping on an
+/// integer is cheaper than on the string; `compute` accepts either type.
 pub const INPUT_SQL_COLUMNS: &str =
     "epoch_us(l.ts) AS ts_us, coalesce(l.service, l.host, '-') AS svc, \
 l.level AS level, l.status AS status, l.latency_ms AS latency_ms, l.bytes AS bytes, \
