@@ -66,9 +66,7 @@ pub fn logs_schema() -> Schema {
         Field::new("source", DataType::Utf8View, true),
         Field::new("line_no", DataType::Int64, true),
         Field::new("ingest_id", DataType::Int64, true),
-        Field::new("extra", DataType::Utf8, true).with_metadata(std::collections::HashMap::from([
-            ("ARROW:extension:name".to_string(), "arrow.json".to_string()),
-        ])),
+        Field::new("extra", DataType::Utf8, true),
     ])
 }
 
