@@ -25,7 +25,7 @@ pub struct Config {
 pub struct IngestConfig {
     /// Longer lines are rejected (kept in `rejects`, capped).
     pub max_line_bytes: usize,
-    /// Input is read and committed in blocks of about this many bytes.
+    /// Input is read and parsed in blocks of about this many bytes.
     pub block_bytes: usize,
     /// Parser threads; 0 = one per core.
     pub threads: usize,
@@ -112,7 +112,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
             max_line_bytes: 1 << 20,
-            block_bytes: 96 << 20,
+            block_bytes: 16 << 20,
             threads: 0,
         }
     }

@@ -268,6 +268,41 @@ fn gzip_and_stdin_sources() {
 }
 
 #[test]
+fn read_error_mid_file_keeps_the_lines_before_it_and_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let gz = gen(dir.path(), "app.log.gz", 20_000, "json");
+    let bytes = std::fs::read(&gz).unwrap();
+    let cut = dir.path().join("cut.log.gz");
+    std::fs::write(&cut, &bytes[..bytes.len() * 6 / 10]).unwrap();
+    let db = dir.path().join("cut.duckdb");
+    // small blocks: the file streams into DuckDB over many blocks
+    let out = bin()
+        .env("LOGSENTRY_INGEST_BLOCK_BYTES", "65536")
+        .args(["analyze", s(&cut), "--db", s(&db), "--json", "--no-detect"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a read error must fail the command"
+    );
+    let out = json(&String::from_utf8(out.stdout).unwrap());
+    let file = &out["files"][0];
+    let err = file["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("reading"),
+        "error should say what failed: {out}"
+    );
+    let stored = file["lines_stored"].as_u64().unwrap();
+    assert!(stored > 5_000 && stored < 20_000, "{out}");
+    assert_eq!(sql(&db, "SELECT count(*) FROM logs"), stored.to_string());
+    assert_eq!(
+        sql(&db, "SELECT status, lines_stored FROM runs"),
+        format!("failed,{stored}")
+    );
+}
+
+#[test]
 fn custom_pattern_and_plain_text() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("custom.log");

@@ -1,19 +1,23 @@
 //! Owns `logsentry analyze`: reads each file block by block, parses and mines
-//! templates in parallel, appends every block to DuckDB in one transaction,
-//! refuses to load the same content twice (unless `--replace`), and prints a
+//! templates in parallel on a producer thread, streams the lines of each file
+//! into DuckDB with one INSERT (one transaction) while it parses, refuses to load the same content twice (unless `--replace`), and prints a
 //! summary (text, or JSON with `--json`).
 
 use crate::config::Config;
 use crate::detect::Scope;
-use crate::ingest::{parse_block, ParseSettings};
+use crate::ingest::{parse_block, ParseSettings, Reject};
 use crate::parse::{detect, FormatChoice};
 use crate::source::{fingerprint, Source};
-use crate::store::{RunTotals, Store};
+use crate::store::{arrow_batch, RunTotals, Store};
 use crate::template::{Miner, DEFAULT_SIMILARITY};
 use anyhow::{Context, Result};
+use arrow::error::ArrowError;
+use arrow::record_batch::{RecordBatch, RecordBatchIterator};
 use clap::Args;
+use rayon::prelude::*;
 use serde::Serialize;
 use std::io::IsTerminal;
+use std::sync::mpsc::SyncSender;
 use std::time::Instant;
 
 /// Load log files into DuckDB and summarise them.
@@ -104,7 +108,73 @@ fn progress_bar(total: Option<u64>, name: &str) -> Option<indicatif::ProgressBar
     Some(pb)
 }
 
-/// Loads one source into the store. Errors are returned for the caller to report.
+/// Record batches (of ~1 MiB of input each) queued between the parser and
+/// DuckDB: enough to keep both busy, few enough to bound memory (~40 MB).
+const IN_FLIGHT_BATCHES: usize = 32;
+
+/// Reads `src` block by block from `first` on, parses and mines each block
+/// on the rayon pool, and sends its lines as `logs` record batches to `tx`
+/// until the input ends or the receiver is gone. Counts go to `sum`,
+/// rejected lines to `rejects`. A read error ends the stream (the lines
+/// sent so far are still stored) and is returned.
+#[allow(clippy::too_many_arguments)]
+fn produce_batches(
+    src: &mut Source,
+    first: Vec<u8>,
+    settings: &ParseSettings,
+    miner: &mut Miner,
+    block_bytes: usize,
+    run_id: i64,
+    tx: SyncSender<Result<RecordBatch, ArrowError>>,
+    sum: &mut FileSummary,
+    rejects: &mut Vec<Reject>,
+    pb: Option<&indicatif::ProgressBar>,
+) -> Result<()> {
+    let mut next_line = 1i64;
+    let mut block = Some(first);
+    while let Some(b) = block.take() {
+        let t_parse = Instant::now();
+        let mut parsed = parse_block(&b, next_line, settings, miner);
+        let t_arrow = Instant::now();
+        let batches: Vec<Result<RecordBatch, ArrowError>> = parsed
+            .batches
+            .par_iter()
+            .filter(|lb| !lb.is_empty())
+            .map(|lb| {
+                arrow_batch::to_record_batch(lb, &src.name, run_id)
+                    .map_err(|e| ArrowError::ExternalError(e.into()))
+            })
+            .collect();
+        tracing::debug!(
+            bytes = b.len(),
+            parse_ms = (t_arrow - t_parse).as_millis() as u64,
+            arrow_ms = t_arrow.elapsed().as_millis() as u64,
+            "block"
+        );
+        next_line += parsed.lines_read as i64;
+        sum.lines_read += parsed.lines_read;
+        sum.lines_stored += parsed.stored() as u64;
+        sum.lines_rejected += parsed.rejects.len() as u64;
+        sum.bytes_read += b.len() as u64;
+        rejects.append(&mut parsed.rejects);
+        drop(parsed);
+        for batch in batches {
+            if tx.send(batch).is_err() {
+                // DuckDB stopped reading: its error is reported by the caller
+                return Ok(());
+            }
+        }
+        if let Some(pb) = pb {
+            pb.inc(b.len() as u64);
+        }
+        src.recycle(b);
+        block = src.next_block(block_bytes)?;
+    }
+    Ok(())
+}
+
+/// Loads one source into the store. Errors before loading starts are returned;
+/// an error while loading is set in the summary, beside the counts so far.
 fn load_one(
     store: &Store,
     miner: &mut Miner,
@@ -150,6 +220,7 @@ fn load_one(
         }
     };
     sum.format = Some(format.name());
+    let src_name = src.name.clone();
     let run_id = store.begin_run("analyze", &src.name, Some(&fp), &format.name())?;
     sum.run_id = Some(run_id);
     let settings = ParseSettings {
@@ -165,35 +236,43 @@ fn load_one(
         },
         &src.name,
     );
-    let mut next_line = 1i64;
-    let mut block = Some(first);
-    let result = (|| -> Result<()> {
-        while let Some(b) = block.take() {
-            let t_parse = Instant::now();
-            let parsed = parse_block(&b, next_line, &settings, miner);
-            let t_store = Instant::now();
-            store
-                .append_block(run_id, &src.name, &parsed)
-                .with_context(|| format!("storing lines of {}", src.name))?;
-            tracing::debug!(
-                bytes = b.len(),
-                parse_ms = (t_store - t_parse).as_millis() as u64,
-                store_ms = t_store.elapsed().as_millis() as u64,
-                "block"
-            );
-            next_line += parsed.lines_read as i64;
-            sum.lines_read += parsed.lines_read;
-            sum.lines_stored += parsed.stored() as u64;
-            sum.lines_rejected += parsed.rejects.len() as u64;
-            sum.bytes_read += b.len() as u64;
-            if let Some(pb) = &pb {
-                pb.inc(b.len() as u64);
-            }
-            src.recycle(b);
-            block = src.next_block(cfg.ingest.block_bytes)?;
-        }
-        Ok(())
-    })();
+    // A producer thread reads and parses block after block and sends the
+    // Arrow batches down a bounded channel; DuckDB pulls them into one
+    // streamed INSERT, so parsing the next block overlaps storing this one.
+    let (tx, rx) = std::sync::mpsc::sync_channel(IN_FLIGHT_BATCHES);
+    let lines = RecordBatchIterator::new(rx, std::sync::Arc::new(arrow_batch::logs_schema()));
+    let mut rejects = Vec::new();
+    let (stored, produced) = std::thread::scope(|scope| {
+        let producer = scope.spawn(|| {
+            produce_batches(
+                &mut src,
+                first,
+                &settings,
+                miner,
+                cfg.ingest.block_bytes,
+                run_id,
+                tx,
+                &mut sum,
+                &mut rejects,
+                pb.as_ref(),
+            )
+        });
+        let stored = store
+            .append_lines_stream(Box::new(lines))
+            .with_context(|| format!("storing lines of {}", src_name));
+        let produced = producer
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the parser thread panicked")));
+        (stored, produced)
+    });
+    // lines read before a read error are kept, like the rejects so far
+    if stored.is_err() {
+        // the streamed INSERT rolled back: none of this file's lines are stored
+        sum.lines_stored = 0;
+    }
+    let result = stored
+        .and_then(|_| store.append_rejects(run_id, &src_name, &rejects))
+        .and(produced);
     if let Some(pb) = &pb {
         pb.finish_and_clear();
     }
@@ -209,8 +288,10 @@ fn load_one(
             Ok(sum)
         }
         Err(e) => {
+            // the summary still says what was read and stored before the error
             let _ = store.finish_run(run_id, "failed", &totals);
-            Err(e)
+            sum.error = Some(format!("{e:#}"));
+            Ok(sum)
         }
     }
 }

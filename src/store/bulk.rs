@@ -7,7 +7,7 @@
 use anyhow::{anyhow, bail, Result};
 use arrow::datatypes::SchemaRef;
 use arrow::ffi_stream::FFI_ArrowArrayStream;
-use arrow::record_batch::{RecordBatch, RecordBatchIterator};
+use arrow::record_batch::{RecordBatch, RecordBatchIterator, RecordBatchReader};
 use duckdb::ffi;
 use std::ffi::{CStr, CString};
 
@@ -86,6 +86,12 @@ impl RawDb {
         // per block here); rows keep their `source`/`line_no`, not their
         // physical order, which no query should rely on.
         b.exec("SET preserve_insertion_order = false")?;
+        // Compress and write each row group as soon as it fills, while the
+        // parser is still producing, instead of buffering five per thread
+        // (DuckDB's default) and compressing them all when the INSERT ends:
+        // a 1M-line streamed load ended with 0.7-1.1 s of compression alone
+        // at the default, 0.3 s at 1. It also halves the peak memory.
+        b.exec("SET write_buffer_row_group_count = 1")?;
         Ok(b)
     }
 }
@@ -151,6 +157,32 @@ impl BulkConn {
         }
     }
 
+    /// Makes `view` (in the scratch catalog) an Arrow scan over `stream`.
+    fn scan_view(&self, stream: &mut FFI_ArrowArrayStream, view: &str) -> Result<()> {
+        let cview = cstring(view)?;
+        // SAFETY: `stream` is a valid Arrow C stream; callers keep it alive
+        // until the view is dropped.
+        let rc = unsafe {
+            ffi::duckdb_arrow_scan(
+                self.conn,
+                cview.as_ptr(),
+                stream as *mut FFI_ArrowArrayStream as ffi::duckdb_arrow_stream,
+            )
+        };
+        if rc != ffi::DuckDBSuccess {
+            bail!("DuckDB could not scan the Arrow batches");
+        }
+        Ok(())
+    }
+
+    /// `INSERT INTO <file catalog>.main.<table> SELECT * FROM <scratch view>`.
+    fn insert_sql(&self, table: &str, view: &str) -> String {
+        format!(
+            "INSERT INTO \"{}\".main.{table} SELECT * FROM logsentry_scratch.main.{view}",
+            self.target.replace('"', "\"\"")
+        )
+    }
+
     /// Inserts record batches into tables — `(table, batches)`, columns in
     /// the table's order, one schema per table — in one transaction, through
     /// DuckDB's parallel Arrow scan.
@@ -170,26 +202,13 @@ impl BulkConn {
             let reader = RecordBatchIterator::new(batches.into_iter().map(Ok), schema);
             streams.push(FFI_ArrowArrayStream::new(Box::new(reader)));
             views.push(format!("logsentry_bulk_{i}"));
-            sql.push(format!(
-                "INSERT INTO \"{}\".main.{table} SELECT * FROM logsentry_scratch.main.logsentry_bulk_{i}",
-                self.target.replace('"', "\"\"")
-            ));
+            sql.push(self.insert_sql(table, &views[i]));
         }
         let mut made = 0;
         let mut r: Result<()> = Ok(());
         for (stream, view) in streams.iter_mut().zip(&views) {
-            let cview = cstring(view)?;
-            // SAFETY: `stream` is a valid Arrow C stream that outlives the
-            // view, which is dropped before this function returns.
-            let rc = unsafe {
-                ffi::duckdb_arrow_scan(
-                    self.conn,
-                    cview.as_ptr(),
-                    stream as *mut FFI_ArrowArrayStream as ffi::duckdb_arrow_stream,
-                )
-            };
-            if rc != ffi::DuckDBSuccess {
-                r = Err(anyhow!("DuckDB could not scan the Arrow batches"));
+            if let Err(e) = self.scan_view(stream, view) {
+                r = Err(e);
                 break;
             }
             made += 1;
@@ -221,6 +240,42 @@ impl BulkConn {
         }
         drop(streams);
         r
+    }
+
+    /// Inserts everything `batches` yields into `table` with one INSERT
+    /// statement (one transaction). DuckDB's threads pull batches as they
+    /// need them, so whoever feeds `batches` keeps producing while DuckDB
+    /// stores, and a whole file leaves at most one partly filled row group
+    /// per thread (a block-per-transaction load leaves two per block, which
+    /// the checkpoint may later have to merge). An `Err` batch aborts the
+    /// insert; nothing of it is stored.
+    pub fn insert_stream(
+        &self,
+        table: &str,
+        batches: Box<dyn RecordBatchReader + Send>,
+    ) -> Result<()> {
+        let mut stream = FFI_ArrowArrayStream::new(batches);
+        let view = "logsentry_stream";
+        self.scan_view(&mut stream, view)?;
+        let t0 = std::time::Instant::now();
+        let r = self.exec("BEGIN TRANSACTION").and_then(|_| {
+            if let Err(e) = self.exec(&self.insert_sql(table, view)) {
+                let _ = self.exec("ROLLBACK");
+                return Err(e);
+            }
+            let t1 = std::time::Instant::now();
+            let c = self.exec("COMMIT");
+            tracing::debug!(
+                insert_ms = (t1 - t0).as_millis() as u64,
+                commit_ms = t1.elapsed().as_millis() as u64,
+                "streamed insert"
+            );
+            c
+        });
+        let d = self.exec(&format!("DROP VIEW logsentry_scratch.main.{view}"));
+        // releases the reader, so a producer still sending learns it is gone
+        drop(stream);
+        r.and(d)
     }
 }
 

@@ -7,11 +7,10 @@ pub mod arrow_batch;
 pub mod bulk;
 pub mod query;
 
-use crate::ingest::ParsedBlock;
+use crate::ingest::Reject;
 use crate::template::Template;
 use anyhow::{Context, Result};
 use duckdb::{params, Connection, OptionalExt};
-use rayon::prelude::*;
 
 /// The schema. `CREATE ... IF NOT EXISTS` so opening an existing file is a no-op.
 pub const SCHEMA: &str = r#"
@@ -275,17 +274,21 @@ impl Store {
         Ok(())
     }
 
-    /// Stores one parsed block — lines and rejects — in one transaction
-    /// through one Arrow bulk insert.
-    pub fn append_block(&self, run_id: i64, source: &str, block: &ParsedBlock) -> Result<()> {
-        let lines = block
-            .batches
-            .par_iter()
-            .filter(|b| !b.is_empty())
-            .map(|b| arrow_batch::to_record_batch(b, source, run_id))
-            .collect::<Result<Vec<_>>>()?;
-        let rejects: Vec<RejectRow<'_>> = block
-            .rejects
+    /// Stores every batch of `logs` rows that `batches` yields with one
+    /// streamed INSERT (see `bulk::BulkConn::insert_stream`).
+    pub fn append_lines_stream(
+        &self,
+        batches: Box<dyn arrow::record_batch::RecordBatchReader + Send>,
+    ) -> Result<()> {
+        self.bulk
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("database {} is open read-only", self.path))?
+            .insert_stream("logs", batches)
+    }
+
+    /// Stores the rejected lines of a file load in one transaction.
+    pub fn append_rejects(&self, run_id: i64, source: &str, rejects: &[Reject]) -> Result<()> {
+        let rows: Vec<RejectRow<'_>> = rejects
             .iter()
             .map(|r| RejectRow {
                 source,
@@ -295,11 +298,11 @@ impl Store {
                 message_id: None,
             })
             .collect();
-        self.bulk_insert(vec![
-            ("logs", lines),
-            ("rejects", arrow_batch::rejects_batch(&rejects, run_id)?),
-        ])
-        .with_context(|| format!("storing lines of {source}"))
+        self.bulk_insert(vec![(
+            "rejects",
+            arrow_batch::rejects_batch(&rows, run_id)?,
+        )])
+        .with_context(|| format!("storing rejected lines of {source}"))
     }
 
     /// Stores a micro-batch from the broker — lines, rejects and the keys
@@ -473,7 +476,21 @@ mod tests {
         let run = store
             .begin_run("analyze", "mem", Some("fp"), "json")
             .unwrap();
-        store.append_block(run, "mem", &block).unwrap();
+        let lines: Vec<_> = block
+            .batches
+            .iter()
+            .map(|b| {
+                arrow_batch::to_record_batch(b, "mem", run)
+                    .map_err(|e| arrow::error::ArrowError::ExternalError(e.into()))
+            })
+            .collect();
+        let schema = std::sync::Arc::new(arrow_batch::logs_schema());
+        store
+            .append_lines_stream(Box::new(arrow::record_batch::RecordBatchIterator::new(
+                lines, schema,
+            )))
+            .unwrap();
+        store.append_rejects(run, "mem", &block.rejects).unwrap();
         store.save_templates(miner.templates()).unwrap();
         store
             .finish_run(
