@@ -1,7 +1,8 @@
 //! Owns `logsentry analyze`: reads each file block by block, parses and mines
 //! templates in parallel on a producer thread, streams the lines of each file
-//! into DuckDB with one INSERT (one transaction) while it parses, refuses to load the same content twice (unless `--replace`), and prints a
-//! summary (text, or JSON with `--json`).
+//! into DuckDB with one INSERT (one transaction) while it parses, refuses to
+//! load the same content twice (unless `--replace`), and prints a summary
+//! (text, or JSON with `--json`).
 
 use crate::config::Config;
 use crate::detect::Scope;
@@ -265,9 +266,9 @@ fn load_one(
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the parser thread panicked")));
         (stored, produced)
     });
-    // lines read before a read error are kept, like the rejects so far
+    // After a read error the lines sent before it are stored and the rejects
+    // so far are kept; after a failed INSERT (rolled back) nothing is stored.
     if stored.is_err() {
-        // the streamed INSERT rolled back: none of this file's lines are stored
         sum.lines_stored = 0;
     }
     let result = stored

@@ -90,7 +90,7 @@ impl RawDb {
         // parser is still producing, instead of buffering five per thread
         // (DuckDB's default) and compressing them all when the INSERT ends:
         // a 1M-line streamed load ended with 0.7-1.1 s of compression alone
-        // at the default, 0.3 s at 1. It also halves the peak memory.
+        // at the default, 0.3 s at 1; peak memory fell from 455 to 306 MB.
         b.exec("SET write_buffer_row_group_count = 1")?;
         Ok(b)
     }
