@@ -2,7 +2,7 @@
 # Benchmarks `logsentry analyze` against DuckDB's own read_json load of the same
 # 1M-line JSON file, in the same run, on this machine. Prints both wall times,
 # peak memory and the ratio. Usage: scripts/bench.sh [LINES]   (default 1000000)
-# Criterion micro-benchmarks: cargo bench --release (parsing, template mining).
+# Criterion micro-benchmarks: cargo bench (release-optimised bench profile; parsing, template mining).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/logsentry/target}
