@@ -1,7 +1,8 @@
 //! Owns the DuckDB database: the schema (the public contract users query),
-//! columnar appends of parsed blocks (Arrow record batches through the
-//! appender, one transaction per block), runs bookkeeping, templates, and the
-//! queries the CLI and the web layer share.
+//! columnar appends (Arrow record batches through DuckDB's Arrow scan: a
+//! file's lines in one streamed INSERT, a broker micro-batch in one
+//! transaction), runs bookkeeping, templates, and the queries the CLI and
+//! the web layer share.
 
 pub mod arrow_batch;
 pub mod bulk;
