@@ -183,6 +183,27 @@ impl BulkConn {
         )
     }
 
+    /// Runs `statements` in one transaction (rolled back on the first
+    /// error); `what` names the debug line with their insert and commit time.
+    fn in_transaction(&self, statements: &[String], what: &str) -> Result<()> {
+        self.exec("BEGIN TRANSACTION")?;
+        let t0 = std::time::Instant::now();
+        for q in statements {
+            if let Err(e) = self.exec(q) {
+                let _ = self.exec("ROLLBACK");
+                return Err(e);
+            }
+        }
+        let t1 = std::time::Instant::now();
+        let c = self.exec("COMMIT");
+        tracing::debug!(
+            insert_ms = (t1 - t0).as_millis() as u64,
+            commit_ms = t1.elapsed().as_millis() as u64,
+            "{what}"
+        );
+        c
+    }
+
     /// Inserts record batches into tables — `(table, batches)`, columns in
     /// the table's order, one schema per table — in one transaction, through
     /// DuckDB's parallel Arrow scan.
@@ -214,23 +235,7 @@ impl BulkConn {
             made += 1;
         }
         if r.is_ok() {
-            r = self.exec("BEGIN TRANSACTION").and_then(|_| {
-                let t0 = std::time::Instant::now();
-                for q in &sql {
-                    if let Err(e) = self.exec(q) {
-                        let _ = self.exec("ROLLBACK");
-                        return Err(e);
-                    }
-                }
-                let t1 = std::time::Instant::now();
-                let c = self.exec("COMMIT");
-                tracing::debug!(
-                    insert_ms = (t1 - t0).as_millis() as u64,
-                    commit_ms = t1.elapsed().as_millis() as u64,
-                    "bulk insert"
-                );
-                c
-            });
+            r = self.in_transaction(&sql, "bulk insert");
         }
         for view in &views[..made] {
             let d = self.exec(&format!("DROP VIEW logsentry_scratch.main.{view}"));
@@ -257,21 +262,7 @@ impl BulkConn {
         let mut stream = FFI_ArrowArrayStream::new(batches);
         let view = "logsentry_stream";
         self.scan_view(&mut stream, view)?;
-        let t0 = std::time::Instant::now();
-        let r = self.exec("BEGIN TRANSACTION").and_then(|_| {
-            if let Err(e) = self.exec(&self.insert_sql(table, view)) {
-                let _ = self.exec("ROLLBACK");
-                return Err(e);
-            }
-            let t1 = std::time::Instant::now();
-            let c = self.exec("COMMIT");
-            tracing::debug!(
-                insert_ms = (t1 - t0).as_millis() as u64,
-                commit_ms = t1.elapsed().as_millis() as u64,
-                "streamed insert"
-            );
-            c
-        });
+        let r = self.in_transaction(&[self.insert_sql(table, view)], "streamed insert");
         let d = self.exec(&format!("DROP VIEW logsentry_scratch.main.{view}"));
         // releases the reader, so a producer still sending learns it is gone
         drop(stream);
