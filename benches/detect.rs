@@ -3,7 +3,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use logsentry::detect::forest::{fit_matrix, IsolationForestParams};
-use logsentry::features::{compute, FEATURES};
+use logsentry::features::{compute, FeatureInput, FEATURES};
 use logsentry::generate::Rng;
 use ndarray::Array2;
 use polars::prelude::*;
@@ -27,14 +27,14 @@ fn bench_forest(c: &mut Criterion) {
     g.finish();
 }
 
-fn lines_frame(n: usize) -> DataFrame {
+fn lines_frame(n: usize) -> FeatureInput {
     let mut rng = Rng::new(3);
     let services = ["api", "auth", "orders", "payments", "inventory"];
     let levels = ["INFO", "INFO", "INFO", "WARN", "ERROR"];
     let ts: Vec<i64> = (0..n as i64)
         .map(|i| 1_793_577_600_000_000 + i * 600_000)
         .collect();
-    df!(
+    let named = df!(
         "ts_us" => ts.clone(),
         "svc" => (0..n).map(|_| *rng.pick(&services)).collect::<Vec<_>>(),
         "level" => (0..n).map(|_| *rng.pick(&levels)).collect::<Vec<_>>(),
@@ -45,7 +45,8 @@ fn lines_frame(n: usize) -> DataFrame {
         "client_ip" => (0..n).map(|_| format!("10.0.0.{}", rng.below(200))).collect::<Vec<_>>(),
         "tpl_first_us" => vec![1_793_577_600_000_000i64; n],
     )
-    .expect("frame")
+    .expect("frame");
+    FeatureInput::from_named(named).expect("keyed frame")
 }
 
 fn bench_features(c: &mut Criterion) {

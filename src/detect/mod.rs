@@ -9,7 +9,7 @@ pub mod explain;
 pub mod forest;
 pub mod online;
 
-use crate::features::{self, Windows, FEATURES};
+use crate::features::{self, FeatureInput, Windows, FEATURES};
 use crate::parse::time::format_micros;
 use crate::store::Store;
 use anyhow::{Context, Result};
@@ -144,24 +144,33 @@ pub struct Detection {
     pub scores: Vec<f64>,
 }
 
-/// Reads the scope's lines as a Polars frame (Arrow under the hood).
-pub fn load_lines(store: &Store, scope: &Scope) -> Result<DataFrame> {
-    let sql = format!(
-        "SELECT {} FROM logs l LEFT JOIN templates t USING (template_id) WHERE l.ts IS NOT NULL AND {}",
-        features::INPUT_SQL_COLUMNS,
-        scope.sql("l.")
-    );
-    let mut stmt = store.conn.prepare(&sql)?;
-    let mut frames = stmt.query_polars([])?;
-    let mut acc = match frames.next() {
-        Some(df) => df,
-        None => return Ok(DataFrame::empty()),
+/// Reads the scope's lines and service names as Polars frames (Arrow under
+/// the hood) for `features::compute`.
+pub fn load_lines(store: &Store, scope: &Scope) -> Result<FeatureInput> {
+    let filter = format!("l.ts IS NOT NULL AND {}", scope.sql("l."));
+    let frame = |sql: String| -> Result<DataFrame> {
+        let mut stmt = store.conn.prepare(&sql)?;
+        let mut frames = stmt.query_polars([])?;
+        let mut acc = match frames.next() {
+            Some(df) => df,
+            None => return Ok(DataFrame::empty()),
+        };
+        for df in frames {
+            acc.vstack_mut(&df)?;
+        }
+        acc.align_chunks_par();
+        Ok(acc)
     };
-    for df in frames {
-        acc.vstack_mut(&df)?;
-    }
-    acc.align_chunks_par();
-    Ok(acc)
+    Ok(FeatureInput {
+        lines: frame(format!(
+            "SELECT {} FROM logs l LEFT JOIN templates t USING (template_id) WHERE {filter}",
+            features::INPUT_SQL_COLUMNS
+        ))?,
+        services: frame(format!(
+            "SELECT {} FROM logs l WHERE {filter}",
+            features::SERVICE_SQL_COLUMNS
+        ))?,
+    })
 }
 
 fn window_label(us: i64) -> String {
