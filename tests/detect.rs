@@ -216,3 +216,54 @@ fn detect_reruns_without_reparsing_and_report_escapes_html() {
         serde_json::from_str(&ok(&["detect", "--db", s(&db), "--window", "5m", "--json"])).unwrap();
     assert_eq!(out["anomalies"], again["anomalies"]);
 }
+
+#[test]
+fn rare_lines_give_one_whole_line_per_template_when_sources_share_line_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let common = |i: usize| {
+        format!(
+            r#"{{"ts":"2026-11-01T00:0{}:00Z","level":"info","service":"api","msg":"request served in {i} ms"}}"#,
+            i % 10
+        )
+    };
+    for (name, node, svc, ts) in [
+        ("a.log", 17, "billing", "2026-11-01T00:00:01Z"),
+        ("b.log", 42, "search", "2026-11-01T00:00:02Z"),
+    ] {
+        let mut text = format!(
+            r#"{{"ts":"{ts}","level":"fatal","service":"{svc}","msg":"disk failure on node {node}"}}"#
+        );
+        text.push('\n');
+        for i in 0..200 {
+            text.push_str(&common(i));
+            text.push('\n');
+        }
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let db = dir.path().join("x.duckdb");
+    let (a, b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    ok(&["analyze", s(&a), s(&b), "--db", s(&db), "--no-detect"]);
+    let out: Value = serde_json::from_str(&ok(&["detect", "--db", s(&db), "--json"])).unwrap();
+    let rare = out["rare_lines"].as_array().unwrap();
+    let disk: Vec<&Value> = rare
+        .iter()
+        .filter(|r| r["template"].as_str().unwrap().starts_with("disk failure"))
+        .collect();
+    assert_eq!(disk.len(), 1, "one entry per template: {rare:#?}");
+    let disk = disk[0];
+    let first = &disk["first"];
+    assert_eq!(first["line_no"], 1);
+    assert_eq!(disk["count_in_scope"], 2);
+    // source, service, time and message all belong to the same line
+    let (node, svc, ts) = if first["source"].as_str().unwrap().ends_with("a.log") {
+        ("node 17", "billing", "2026-11-01T00:00:01")
+    } else {
+        ("node 42", "search", "2026-11-01T00:00:02")
+    };
+    assert!(
+        first["message"].as_str().unwrap().ends_with(node),
+        "{first}"
+    );
+    assert_eq!(first["service"], svc, "{first}");
+    assert!(first["ts"].as_str().unwrap().starts_with(ts), "{first}");
+}

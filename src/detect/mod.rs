@@ -298,19 +298,24 @@ pub(crate) fn attach_lines(
         return Ok(());
     }
     let values = anomaly_values(anoms, window_us);
+    let in_scope = scope.sql("");
     let scoped = format!(
         "SELECT coalesce(service, host, '-') AS svc, epoch_us(ts) // {window_us} AS wi, * FROM logs
-         WHERE ts IS NOT NULL AND {}",
-        scope.sql("")
+         WHERE ts IS NOT NULL AND {in_scope}"
     );
-    // template counts in each anomalous window vs the service's typical count per window
+    // template counts in each anomalous window vs the service's typical count
+    // per window. `l` is read twice: inlined (NOT MATERIALIZED), each read
+    // scans three columns, where DuckDB's default would first copy the scope
+    // (1M lines: 130 ms against 95 ms)
     let sql = format!(
         "WITH a(idx, svc, wi) AS (VALUES {values}),
-              l AS ({scoped}),
-              span AS (SELECT svc, (max(wi) - min(wi) + 1)::DOUBLE AS nwin FROM l GROUP BY svc),
-              inwin AS (SELECT a.idx, l.svc, l.wi, l.template_id, count(*) AS n FROM l JOIN a USING (svc, wi) GROUP BY ALL),
-              usual AS (SELECT l.svc, l.template_id, count(*) AS total FROM l
-                        WHERE l.svc IN (SELECT svc FROM a) GROUP BY ALL)
+              l AS NOT MATERIALIZED (
+                SELECT coalesce(service, host, '-') AS svc, epoch_us(ts) // {window_us} AS wi, template_id
+                FROM logs WHERE ts IS NOT NULL AND {in_scope}),
+              usual AS (SELECT svc, template_id, count(*) AS total, min(wi) AS lo, max(wi) AS hi FROM l
+                        WHERE svc IN (SELECT svc FROM a) GROUP BY ALL),
+              span AS (SELECT svc, (max(hi) - min(lo) + 1)::DOUBLE AS nwin FROM usual GROUP BY svc),
+              inwin AS (SELECT a.idx, l.svc, l.wi, l.template_id, count(*) AS n FROM l JOIN a USING (svc, wi) GROUP BY ALL)
          SELECT inwin.idx, inwin.template_id, t.template, inwin.n, usual.total / span.nwin AS typical,
                 (epoch_us(t.first_seen) // {window_us}) = inwin.wi AS is_new
          FROM inwin JOIN usual USING (svc, template_id) JOIN span USING (svc)
@@ -381,21 +386,26 @@ pub(crate) fn attach_lines(
 /// The rarest lines of the scope: one example per template, ranked by how
 /// seldom the template occurs in the whole database and by level.
 pub fn rare_lines(store: &Store, scope: &Scope, top: usize) -> Result<Vec<RareLine>> {
+    // ranks templates on numbers alone, then reads only the first line of
+    // each top template (one row; the first source by name where several
+    // share the line number), not every column of every line
     let sql = format!(
         "WITH total AS (SELECT greatest(sum(count), 2)::DOUBLE AS n FROM templates),
               s AS (SELECT template_id, count(*) AS n,
                            max(CASE level WHEN 'FATAL' THEN 1.0 WHEN 'ERROR' THEN 0.8 WHEN 'WARN' THEN 0.4 ELSE 0.0 END) AS lw,
-                           arg_min(line_no, line_no) AS line_no, arg_min(source, line_no) AS source,
-                           arg_min(ts, line_no) AS ts,
-                           arg_min(coalesce(service, host, '-'), line_no) AS svc,
-                           arg_min(level, line_no) AS level, arg_min(message, line_no) AS message
-                    FROM logs WHERE {} GROUP BY template_id)
-         SELECT round(0.7 * ln(total.n / t.count) / ln(total.n) + 0.3 * s.lw, 4) AS rarity,
-                s.template_id, t.template, t.count, s.n, s.source, s.line_no,
-                strftime(s.ts, '%Y-%m-%dT%H:%M:%S.%gZ'), s.svc, s.level, s.message
-         FROM s JOIN templates t USING (template_id), total
-         ORDER BY rarity DESC, s.template_id LIMIT ?",
-        scope.sql("")
+                           min(line_no) AS first_line
+                    FROM logs l WHERE {in_scope} GROUP BY template_id),
+              top AS (SELECT round(0.7 * ln(total.n / t.count) / ln(total.n) + 0.3 * s.lw, 4) AS rarity,
+                             s.template_id, t.template, t.count, s.n, s.first_line
+                      FROM s JOIN templates t USING (template_id), total
+                      ORDER BY rarity DESC, s.template_id LIMIT ?)
+         SELECT top.rarity, top.template_id, top.template, top.count, top.n, l.source, l.line_no,
+                strftime(l.ts, '%Y-%m-%dT%H:%M:%S.%gZ'), coalesce(l.service, l.host, '-'), l.level, l.message
+         FROM top JOIN logs l ON l.template_id = top.template_id AND l.line_no = top.first_line
+         WHERE {in_scope}
+         QUALIFY row_number() OVER (PARTITION BY top.template_id ORDER BY l.source) = 1
+         ORDER BY top.rarity DESC, top.template_id",
+        in_scope = scope.sql("l.")
     );
     let mut st = store.conn.prepare(&sql)?;
     let rows = st
