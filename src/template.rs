@@ -85,20 +85,29 @@ fn is_hex_word(t: &str) -> bool {
 }
 
 /// Whether a token (without surrounding punctuation handling) is a variable.
+/// One pass over the bytes finds digits, `:` and `@`; the rarer checks (URL,
+/// email, hex word) only run when they can match (this runs for every word of
+/// every line).
 fn is_variable(t: &str) -> bool {
     let b = t.as_bytes();
-    if b.iter().any(|c| c.is_ascii_digit()) {
+    let (mut colon, mut at) = (false, None);
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'0'..=b'9' => return true,
+            b':' => colon = true,
+            b'@' if at.is_none() => at = Some(i),
+            _ => {}
+        }
+    }
+    if colon && t.contains("://") {
         return true;
     }
-    if t.contains("://") {
-        return true;
-    }
-    if let Some(at) = t.find('@') {
-        if at > 0 && t[at..].contains('.') {
+    if let Some(at) = at {
+        if at > 0 && b[at..].contains(&b'.') {
             return true;
         }
     }
-    is_hex_word(t.trim_matches(|c: char| !c.is_ascii_alphanumeric()))
+    b.len() >= 8 && is_hex_word(t.trim_matches(|c: char| !c.is_ascii_alphanumeric()))
 }
 
 /// A masked token, streamed to a callback: either literal text or the wildcard.
