@@ -243,6 +243,8 @@ fn load_one(
     let (tx, rx) = std::sync::mpsc::sync_channel(IN_FLIGHT_BATCHES);
     let lines = RecordBatchIterator::new(rx, std::sync::Arc::new(arrow_batch::logs_schema()));
     let mut rejects = Vec::new();
+    // the templates as they were, for when DuckDB rolls the INSERT back
+    let miner_before = miner.clone();
     let (stored, produced) = std::thread::scope(|scope| {
         let producer = scope.spawn(|| {
             produce_batches(
@@ -267,9 +269,11 @@ fn load_one(
         (stored, produced)
     });
     // After a read error the lines sent before it are stored and the rejects
-    // so far are kept; after a failed INSERT (rolled back) nothing is stored.
+    // so far are kept; after a failed INSERT (rolled back) nothing is stored,
+    // and the templates do not count this file's lines either.
     if stored.is_err() {
         sum.lines_stored = 0;
+        *miner = miner_before;
     }
     let result = stored
         .and_then(|_| store.append_rejects(run_id, &src_name, &rejects))
