@@ -699,6 +699,47 @@ mod tests {
     }
 
     #[test]
+    fn lines_without_a_client_count_as_none() {
+        // as DuckDB delivers them: clients as 64-bit hashes, NULL where the
+        // line has no address; two services share the window and a hash
+        let named = df!(
+            "ts_us" => [0i64, 1, 2, 3, 4, 5, 6],
+            "svc" => ["a", "a", "a", "a", "b", "b", "a"],
+            "level" => ["INFO"; 7],
+            "status" => [Some(200i32), None, None, Some(200), None, None, None],
+            "latency_ms" => [None::<f64>; 7],
+            "bytes" => [None::<i64>; 7],
+            "template_id" => [1u32; 7],
+            "client_ip" => [Some(7u64), None, None, Some(7), Some(7), None, None],
+            "tpl_first_us" => [0i64; 7],
+        )
+        .unwrap();
+        let w = compute(FeatureInput::from_named(named).unwrap(), M, 0).unwrap();
+        assert_eq!(w.service, ["a", "b"]);
+        // service a: 5 lines, 2 with the one client, 3 without (more than
+        // any client has: they must not count as one)
+        assert_eq!(w.x[[0, F_COUNT]], 5.0);
+        assert_eq!(w.x[[0, 11]], 1.0, "null is not a client");
+        assert_eq!(
+            w.x[[0, 12]],
+            1.0,
+            "the top client has every line that has a client"
+        );
+        // service b: the same client hash counts apart from service a
+        assert_eq!(w.x[[1, 11]], 1.0);
+        assert_eq!(w.x[[1, 12]], 1.0);
+        // a window without any client has neither clients nor a top share
+        let named = df!(
+            "ts_us" => [0i64], "svc" => ["a"], "level" => ["INFO"], "status" => [None::<i32>],
+            "latency_ms" => [None::<f64>], "bytes" => [None::<i64>], "template_id" => [1u32],
+            "client_ip" => [None::<u64>], "tpl_first_us" => [0i64],
+        )
+        .unwrap();
+        let w = compute(FeatureInput::from_named(named).unwrap(), M, 0).unwrap();
+        assert_eq!((w.x[[0, 11]], w.x[[0, 12]]), (0.0, 0.0));
+    }
+
+    #[test]
     fn robust_scaling_per_service() {
         let n = 200;
         let mut w = Windows {
