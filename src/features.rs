@@ -106,7 +106,7 @@ impl Windows {
 /// The columns of `FeatureInput::lines`, as SQL over `logs l` joined with
 /// `templates t`. Strings cost the most to move from DuckDB into Polars and to
 /// group on, so none is moved: the service arrives as DuckDB's 64-bit `hash()`
-/// of its name (`SERVICE_SQL` maps keys back to names), the level as a
+/// of its name (`SERVICE_SQL_COLUMNS` maps keys back to names), the level as a
 /// severity (2 error or fatal, 1 warning, 0 other), and `client_ip` as the
 /// hash of the address (NULL stays NULL).
 pub const INPUT_SQL_COLUMNS: &str = "epoch_us(l.ts) AS ts_us, \
