@@ -142,11 +142,7 @@ impl FeatureInput {
         let keyed = lines
             .lazy()
             .with_columns([
-                col("svc")
-                    .cast(DataType::Categorical(None, CategoricalOrdering::Physical))
-                    .to_physical()
-                    .cast(DataType::UInt64)
-                    .alias("svc_key"),
+                dictionary_code("svc").alias("svc_key"),
                 when(level_is("ERROR").or(level_is("FATAL")))
                     .then(lit(SEVERITY_ERROR))
                     .when(level_is("WARN"))
@@ -166,6 +162,14 @@ impl FeatureInput {
             services,
         })
     }
+}
+
+/// A string column as 64-bit keys: each distinct value's dictionary code.
+fn dictionary_code(name: &str) -> Expr {
+    col(name)
+        .cast(DataType::Categorical(None, CategoricalOrdering::Physical))
+        .to_physical()
+        .cast(DataType::UInt64)
 }
 
 fn f64_col(df: &DataFrame, name: &str) -> Result<Vec<f64>> {
@@ -202,10 +206,7 @@ pub fn compute(input: FeatureInput, window_us: i64, warmup: usize) -> Result<Win
     // clients as 64-bit keys: DuckDB's hash arrives as is, an address string
     // becomes its dictionary code
     let client_key = match lines.column("client_ip")?.dtype() {
-        DataType::String => col("client_ip")
-            .cast(DataType::Categorical(None, CategoricalOrdering::Physical))
-            .to_physical()
-            .cast(DataType::UInt64),
+        DataType::String => dictionary_code("client_ip"),
         _ => col("client_ip").cast(DataType::UInt64),
     };
     let base = lines
