@@ -35,8 +35,251 @@ enum Target {
     Request,
 }
 
+/// Every known key (lowercase) by the column it maps to.
+const ALIASES: &[(Target, &[&str])] = &[
+    (
+        Target::Ts,
+        &[
+            "ts",
+            "time",
+            "timestamp",
+            "@timestamp",
+            "datetime",
+            "date",
+            "asctime",
+            "event_time",
+            "eventtime",
+            "log.timestamp",
+            "time_local",
+            "time_iso8601",
+        ],
+    ),
+    (
+        Target::Level,
+        &[
+            "level",
+            "lvl",
+            "severity",
+            "loglevel",
+            "log_level",
+            "log.level",
+            "levelname",
+            "level_name",
+            "severity_text",
+            "log.severity",
+        ],
+    ),
+    (
+        Target::Message,
+        &[
+            "msg",
+            "message",
+            "short_message",
+            "log",
+            "text",
+            "event.original_message",
+        ],
+    ),
+    (
+        Target::Service,
+        &[
+            "service",
+            "app",
+            "application",
+            "service.name",
+            "svc",
+            "component",
+            "service_name",
+            "app_name",
+            "appname",
+            "program",
+            "application_name",
+        ],
+    ),
+    (
+        Target::Host,
+        &[
+            "host",
+            "hostname",
+            "host.name",
+            "host.hostname",
+            "node",
+            "server",
+            "server_name",
+        ],
+    ),
+    (
+        Target::Status,
+        &[
+            "status",
+            "status_code",
+            "statuscode",
+            "http.response.status_code",
+            "http_status",
+            "response_code",
+            "http.status_code",
+            "response.status",
+            "http_status_code",
+        ],
+    ),
+    (
+        Target::Latency(1.0),
+        &[
+            "latency",
+            "latency_ms",
+            "duration",
+            "duration_ms",
+            "response_time",
+            "response_time_ms",
+            "elapsed",
+            "elapsed_ms",
+            "took",
+            "took_ms",
+            "rt",
+            "responsetime",
+            "time_ms",
+            "request_duration_ms",
+        ],
+    ),
+    (
+        Target::Latency(1000.0),
+        &[
+            "request_time",
+            "upstream_response_time",
+            "duration_s",
+            "duration_sec",
+            "duration_seconds",
+            "latency_s",
+            "latency_seconds",
+            "elapsed_s",
+            "response_time_s",
+        ],
+    ),
+    (
+        Target::Latency(0.001),
+        &["duration_us", "latency_us", "elapsed_us", "duration_micros"],
+    ),
+    (
+        Target::Latency(1e-6),
+        &["event.duration", "duration_ns", "latency_ns", "elapsed_ns"],
+    ),
+    (
+        Target::Bytes,
+        &[
+            "bytes",
+            "size",
+            "body_bytes_sent",
+            "bytes_sent",
+            "response_size",
+            "http.response.body.bytes",
+            "http.response.bytes",
+            "content_length",
+            "resp_bytes",
+            "response_bytes",
+        ],
+    ),
+    (
+        Target::ClientIp,
+        &[
+            "client_ip",
+            "clientip",
+            "client",
+            "ip",
+            "remote_addr",
+            "remote_ip",
+            "client.ip",
+            "source.ip",
+            "client.address",
+            "src_ip",
+            "user_ip",
+            "remote_host",
+        ],
+    ),
+    (
+        Target::Method,
+        &[
+            "method",
+            "http.method",
+            "http.request.method",
+            "verb",
+            "request_method",
+            "http_method",
+        ],
+    ),
+    (
+        Target::Path,
+        &[
+            "path",
+            "url",
+            "uri",
+            "url.path",
+            "url.original",
+            "request_uri",
+            "request_path",
+            "endpoint",
+            "route",
+            "http.url",
+        ],
+    ),
+    (Target::Request, &["request"]),
+];
+
+/// Longest key that can be known (longer keys go to `extra` unlooked).
+const MAX_KEY: usize = 48;
+
+/// Slots of the per-thread cache of recent keys (a power of two).
+const RECENT_SLOTS: usize = 64;
+
+/// One remembered key (as written, up to `MAX_KEY` bytes) and its column.
+#[derive(Clone, Copy)]
+struct RecentKey {
+    len: u8,
+    key: [u8; MAX_KEY],
+    target: Option<Target>,
+}
+
+thread_local! {
+    static RECENT: std::cell::RefCell<[RecentKey; RECENT_SLOTS]> =
+        const { std::cell::RefCell::new([RecentKey { len: u8::MAX, key: [0; MAX_KEY], target: None }; RECENT_SLOTS]) };
+}
+
+/// `target_for` through a direct-mapped cache of the keys seen last: lines of
+/// one file repeat the same few keys, and comparing a key as written is
+/// cheaper than lowercasing and looking it up.
+fn target_cached(key: &str) -> Option<Target> {
+    let kb = key.as_bytes();
+    let (Some(&first), Some(&last)) = (kb.first(), kb.last()) else {
+        return None;
+    };
+    if kb.len() > MAX_KEY {
+        return None;
+    }
+    let slot = (kb.len() * 7 + first as usize * 31 + last as usize) & (RECENT_SLOTS - 1);
+    RECENT.with(|r| {
+        let mut r = r.borrow_mut();
+        let e = &mut r[slot];
+        if e.len as usize == kb.len() && &e.key[..kb.len()] == kb {
+            return e.target;
+        }
+        let target = target_for(key);
+        e.len = kb.len() as u8;
+        e.key[..kb.len()].copy_from_slice(kb);
+        e.target = target;
+        target
+    })
+}
+
+/// The column a key maps to, case-insensitively: one hash lookup of the
+/// lowercased key.
 fn target_for(key: &str) -> Option<Target> {
-    let mut buf = [0u8; 48];
+    static BY_NAME: std::sync::LazyLock<ahash::AHashMap<&'static str, Target>> =
+        std::sync::LazyLock::new(|| {
+            ALIASES
+                .iter()
+                .flat_map(|(t, names)| names.iter().map(move |n| (*n, *t)))
+                .collect()
+        });
+    let mut buf = [0u8; MAX_KEY];
     let kb = key.as_bytes();
     if kb.len() > buf.len() {
         return None;
@@ -44,76 +287,10 @@ fn target_for(key: &str) -> Option<Target> {
     for (i, b) in kb.iter().enumerate() {
         buf[i] = b.to_ascii_lowercase();
     }
-    let k = std::str::from_utf8(&buf[..kb.len()]).ok()?;
-    use Target::*;
-    Some(match k {
-        "ts" | "time" | "timestamp" | "@timestamp" | "datetime" | "date" | "asctime"
-        | "event_time" | "eventtime" | "log.timestamp" | "time_local" | "time_iso8601" => Ts,
-        "level" | "lvl" | "severity" | "loglevel" | "log_level" | "log.level" | "levelname"
-        | "level_name" | "severity_text" | "log.severity" => Level,
-        "msg" | "message" | "short_message" | "log" | "text" | "event.original_message" => Message,
-        "service" | "app" | "application" | "service.name" | "svc" | "component"
-        | "service_name" | "app_name" | "appname" | "program" | "application_name" => Service,
-        "host" | "hostname" | "host.name" | "host.hostname" | "node" | "server" | "server_name" => {
-            Host
-        }
-        "status"
-        | "status_code"
-        | "statuscode"
-        | "http.response.status_code"
-        | "http_status"
-        | "response_code"
-        | "http.status_code"
-        | "response.status"
-        | "http_status_code" => Status,
-        "latency"
-        | "latency_ms"
-        | "duration"
-        | "duration_ms"
-        | "response_time"
-        | "response_time_ms"
-        | "elapsed"
-        | "elapsed_ms"
-        | "took"
-        | "took_ms"
-        | "rt"
-        | "responsetime"
-        | "time_ms"
-        | "request_duration_ms" => Latency(1.0),
-        "request_time"
-        | "upstream_response_time"
-        | "duration_s"
-        | "duration_sec"
-        | "duration_seconds"
-        | "latency_s"
-        | "latency_seconds"
-        | "elapsed_s"
-        | "response_time_s" => Latency(1000.0),
-        "duration_us" | "latency_us" | "elapsed_us" | "duration_micros" => Latency(0.001),
-        "event.duration" | "duration_ns" | "latency_ns" | "elapsed_ns" => Latency(1e-6),
-        "bytes"
-        | "size"
-        | "body_bytes_sent"
-        | "bytes_sent"
-        | "response_size"
-        | "http.response.body.bytes"
-        | "http.response.bytes"
-        | "content_length"
-        | "resp_bytes"
-        | "response_bytes" => Bytes,
-        "client_ip" | "clientip" | "client" | "ip" | "remote_addr" | "remote_ip" | "client.ip"
-        | "source.ip" | "client.address" | "src_ip" | "user_ip" | "remote_host" => ClientIp,
-        "method"
-        | "http.method"
-        | "http.request.method"
-        | "verb"
-        | "request_method"
-        | "http_method" => Method,
-        "path" | "url" | "uri" | "url.path" | "url.original" | "request_uri" | "request_path"
-        | "endpoint" | "route" | "http.url" => Path,
-        "request" => Request,
-        _ => return None,
-    })
+    // SAFETY: `key` is UTF-8 and ASCII lowercasing leaves every other byte
+    // as it was, so `buf[..len]` is UTF-8 too.
+    let k = unsafe { std::str::from_utf8_unchecked(&buf[..kb.len()]) };
+    BY_NAME.get(k).copied()
 }
 
 /// Parses a duration text such as `12ms`, `1.5s`, `350us`, `2m`, or a bare
@@ -157,7 +334,7 @@ pub fn split_request_line(s: &str) -> Option<(&str, &str)> {
 /// Assigns one key/value to `f`. Unknown keys and values that do not fit
 /// their column (a non-numeric status, say) are kept in `extra`.
 pub fn assign(f: &mut Fields, key: &str, v: Value<'_>, year_hint: i64) {
-    let known = match target_for(key) {
+    let known = match target_cached(key) {
         Some(t) => assign_known(f, t, v, year_hint),
         None => false,
     };
@@ -324,6 +501,21 @@ mod tests {
         assert_eq!(f.latency_ms, Some(2.5));
         assert_eq!(f.status, Some(503));
         assert_eq!(f.extra, r#""user":"bob","retries":3"#);
+    }
+
+    #[test]
+    fn every_alias_is_lowercase_short_and_maps_to_one_column() {
+        let mut seen = std::collections::HashSet::new();
+        for (t, names) in ALIASES {
+            for n in *names {
+                assert!(seen.insert(*n), "{n} is listed twice");
+                assert_eq!(*n, n.to_ascii_lowercase(), "{n} must be lowercase");
+                assert!(n.len() <= MAX_KEY, "{n} is longer than MAX_KEY");
+                assert_eq!(target_for(&n.to_ascii_uppercase()), Some(*t), "{n}");
+            }
+        }
+        assert_eq!(target_for("request_id"), None);
+        assert_eq!(target_for(&"x".repeat(MAX_KEY + 1)), None);
     }
 
     #[test]

@@ -183,7 +183,7 @@ impl LineParser {
         if line.trim().is_empty() {
             return Ok(false);
         }
-        if line.as_bytes().contains(&0) {
+        if memchr::memchr(0, line.as_bytes()).is_some() {
             return Err("binary data: NUL byte in line".into());
         }
         match &self.format {
