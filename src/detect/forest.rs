@@ -8,7 +8,6 @@
 
 use crate::generate::Rng;
 use linfa::dataset::DatasetBase;
-use linfa::prelude::Records;
 use linfa::traits::{Fit, PredictInplace};
 use linfa::ParamGuard;
 use ndarray::{Array1, Array2, ArrayBase, Data, Ix2};
@@ -321,17 +320,14 @@ fn grow(
     leaf(nodes, rows.len());
 }
 
-impl<S: Data<Elem = f64> + Sync, T> Fit<ArrayBase<S, Ix2>, T, ForestError>
-    for IsolationForestValidParams
-{
-    type Object = IsolationForest;
-
-    fn fit(
+impl IsolationForestValidParams {
+    /// Fits on `x`. With a contamination threshold the training rows are
+    /// scored to place it, and those scores are returned too.
+    fn fit_scoring<S: Data<Elem = f64> + Sync>(
         &self,
-        dataset: &DatasetBase<ArrayBase<S, Ix2>, T>,
-    ) -> Result<IsolationForest, ForestError> {
-        let x = dataset.records();
-        let n = x.nsamples();
+        x: &ArrayBase<S, Ix2>,
+    ) -> Result<(IsolationForest, Option<Array1<f64>>), ForestError> {
+        let n = x.nrows();
         if n < 2 {
             return Err(ForestError::Invalid(format!(
                 "need at least 2 rows to fit, got {n}"
@@ -364,16 +360,33 @@ impl<S: Data<Elem = f64> + Sync, T> Fit<ArrayBase<S, Ix2>, T, ForestError>
             n_features: x.ncols(),
             threshold: 0.5,
         };
+        let mut training_scores = None;
         forest.threshold = match self.threshold {
             Threshold::Score(s) => s,
             Threshold::Contamination(c) => {
-                let mut scores = forest.scores(x).to_vec();
-                scores.sort_by(|a, b| a.total_cmp(b));
+                let scores = forest.scores(x);
+                let mut sorted = scores.to_vec();
+                sorted.sort_by(|a, b| a.total_cmp(b));
+                training_scores = Some(scores);
                 // sklearn: offset = percentile(scores, 100 * (1 - contamination))
-                crate::features::quantile_sorted(&scores, 1.0 - c)
+                crate::features::quantile_sorted(&sorted, 1.0 - c)
             }
         };
-        Ok(forest)
+        Ok((forest, training_scores))
+    }
+}
+
+impl<S: Data<Elem = f64> + Sync, T> Fit<ArrayBase<S, Ix2>, T, ForestError>
+    for IsolationForestValidParams
+{
+    type Object = IsolationForest;
+
+    fn fit(
+        &self,
+        dataset: &DatasetBase<ArrayBase<S, Ix2>, T>,
+    ) -> Result<IsolationForest, ForestError> {
+        self.fit_scoring(dataset.records())
+            .map(|(forest, _)| forest)
     }
 }
 
@@ -440,6 +453,18 @@ impl<S: Data<Elem = f64> + Sync> PredictInplace<ArrayBase<S, Ix2>, Array1<f64>>
     }
 }
 
+/// Fits on `x` and scores its rows: the forest and each row's score, where
+/// a contamination threshold has already scored them once (detection fits
+/// and scores the same windows).
+pub fn fit_and_score(
+    params: &IsolationForestParams,
+    x: &Array2<f64>,
+) -> Result<(IsolationForest, Vec<f64>), ForestError> {
+    let (forest, scores) = params.check_ref()?.fit_scoring(x)?;
+    let scores = scores.unwrap_or_else(|| forest.scores(x));
+    Ok((forest, scores.to_vec()))
+}
+
 /// Convenience: fit on a plain matrix.
 pub fn fit_matrix(
     params: &IsolationForestParams,
@@ -474,6 +499,19 @@ mod tests {
         assert_eq!(best, 123);
         assert!(s.iter().all(|&v| v > 0.0 && v < 1.0));
         assert!(s[123] > 0.7, "{}", s[123]);
+    }
+
+    #[test]
+    fn fit_and_score_gives_the_scores_of_the_fitted_forest() {
+        let x = cloud(300, 4);
+        for params in [
+            IsolationForestParams::default(),
+            IsolationForestParams::default().threshold(Threshold::Score(0.6)),
+        ] {
+            let (f, scores) = fit_and_score(&params, &x).unwrap();
+            assert_eq!(scores, f.scores(&x).to_vec());
+            assert_eq!(f.threshold, fit_matrix(&params, &x).unwrap().threshold);
+        }
     }
 
     #[test]

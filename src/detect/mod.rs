@@ -15,7 +15,7 @@ use crate::store::Store;
 use anyhow::{Context, Result};
 use duckdb::params;
 use explain::Reason;
-use forest::{fit_matrix, IsolationForestParams, Threshold};
+use forest::{fit_and_score, IsolationForestParams, Threshold};
 use polars::prelude::DataFrame;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -215,8 +215,7 @@ pub fn run(store: &Store, scope: &Scope, s: &DetectSettings) -> Result<Detection
         .threshold(s.threshold)
         .seed(s.seed);
     let t_rare = t.elapsed().as_millis() as u64;
-    let forest = fit_matrix(&params, &z)?;
-    let scores = forest.scores(&z).to_vec();
+    let (forest, scores) = fit_and_score(&params, &z)?;
     let t_forest = t.elapsed().as_millis() as u64;
     det.threshold = forest.threshold;
     let base_of: HashMap<&str, &features::Baseline> =
