@@ -190,22 +190,30 @@ impl Fields {
     }
 }
 
-/// Appends `s` as a JSON string literal.
+/// Appends `s` as a JSON string literal. Runs without anything to escape
+/// are copied whole; every character that needs escaping is ASCII, so the
+/// scan is over bytes and cuts only at character boundaries.
 pub fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c => out.push(c),
+    let mut run = 0;
+    for (i, &c) in s.as_bytes().iter().enumerate() {
+        let short = match c {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            c if c < 0x20 => None,
+            _ => continue,
+        };
+        out.push_str(&s[run..i]);
+        match short {
+            Some(e) => out.push_str(e),
+            None => out.push_str(&format!("\\u{c:04x}")),
         }
+        run = i + 1;
     }
+    out.push_str(&s[run..]);
     out.push('"');
 }
 
@@ -423,5 +431,11 @@ mod tests {
         let mut s = String::new();
         push_json_string(&mut s, "a\"b\\\n\u{1}");
         assert_eq!(s, r#""a\"b\\\n\u0001""#);
+        s.clear();
+        push_json_string(&mut s, "café \"é\"\t\u{1f}ü");
+        assert_eq!(s, r#""café \"é\"\t\u001fü""#);
+        s.clear();
+        push_json_string(&mut s, "");
+        assert_eq!(s, r#""""#);
     }
 }

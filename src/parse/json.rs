@@ -170,9 +170,12 @@ impl<'a> Scanner<'a> {
             }
             let (kraw, kesc) = self.string_raw()?;
             let plen = prefix.len();
+            // a plain top-level key is used as it stands; a nested or
+            // escaped one is built in `prefix`
+            let plain = plen == 0 && !kesc;
             if kesc {
                 unescape(kraw, prefix);
-            } else {
+            } else if !plain {
                 prefix.push_str(kraw);
             }
             self.expect(b':', "':'")?;
@@ -180,16 +183,20 @@ impl<'a> Scanner<'a> {
             match self.b.get(self.i) {
                 None => return self.err("value"),
                 Some(b'"') => {
+                    let key = if plain { kraw } else { prefix.as_str() };
                     let (vraw, vesc) = self.string_raw()?;
                     if vesc {
                         scratch.clear();
                         unescape(vraw, scratch);
-                        fields::assign(f, prefix, Value::Str(scratch), year);
+                        fields::assign(f, key, Value::Str(scratch), year);
                     } else {
-                        fields::assign(f, prefix, Value::Str(vraw), year);
+                        fields::assign(f, key, Value::Str(vraw), year);
                     }
                 }
                 Some(b'{') if depth < MAX_DEPTH => {
+                    if plain {
+                        prefix.push_str(kraw);
+                    }
                     prefix.push('.');
                     self.object(prefix, f, scratch, year, depth + 1)?;
                 }
@@ -197,11 +204,11 @@ impl<'a> Scanner<'a> {
                     let start = self.i;
                     self.skip_value(depth)?;
                     let raw = &self.s[start..self.i];
-                    f.push_extra_raw(prefix, raw);
+                    f.push_extra_raw(if plain { kraw } else { prefix }, raw);
                 }
                 Some(_) => {
                     let v = self.scalar_literal()?;
-                    fields::assign(f, prefix, v, year);
+                    fields::assign(f, if plain { kraw } else { prefix }, v, year);
                 }
             }
             prefix.truncate(plen);
