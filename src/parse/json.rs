@@ -16,6 +16,16 @@ struct Scanner<'a> {
 
 type PResult<T> = Result<T, String>;
 
+/// High bit set in each byte of `word` (little-endian) that may be `"` or
+/// `\\`; the lowest set bit always marks the first such byte exactly (the
+/// zero-byte test's borrows only reach bytes after a true match).
+fn quote_or_backslash(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    zero_byte(word ^ (ONES * u64::from(b'"'))) | zero_byte(word ^ (ONES * u64::from(b'\\')))
+}
+
 impl<'a> Scanner<'a> {
     fn ws(&mut self) {
         while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\r' | b'\n') {
@@ -47,6 +57,21 @@ impl<'a> Scanner<'a> {
         debug_assert_eq!(self.b[self.i], b'"');
         self.i += 1;
         let start = self.i;
+        // the first 8 bytes in one word: most keys and many values end there,
+        // before memchr's set-up would pay off
+        if let Some(word) = self.b.get(start..start + 8) {
+            let found = quote_or_backslash(u64::from_le_bytes(word.try_into().unwrap_or([0; 8])));
+            if found == 0 {
+                self.i = start + 8;
+            } else {
+                let at = start + (found.trailing_zeros() / 8) as usize;
+                if self.b[at] == b'"' {
+                    self.i = at + 1;
+                    return Ok((&self.s[start..at], false));
+                }
+                self.i = at;
+            }
+        }
         let mut escaped = false;
         loop {
             match memchr::memchr2(b'"', b'\\', &self.b[self.i..]) {
@@ -310,6 +335,50 @@ pub fn looks_like(line: &str) -> bool {
 mod tests {
     use super::*;
     use crate::record::Level;
+
+    #[test]
+    fn the_word_scan_finds_the_first_quote_or_backslash() {
+        let first = |bytes: &[u8; 8]| {
+            let m = quote_or_backslash(u64::from_le_bytes(*bytes));
+            (m != 0).then(|| (m.trailing_zeros() / 8) as usize)
+        };
+        assert_eq!(first(b"abcdefgh"), None);
+        assert_eq!(first("é€a\u{7f}\u{1}".as_bytes().try_into().unwrap()), None);
+        for at in 0..8 {
+            for c in [b'"', b'\\'] {
+                // the bytes after a match (here the other one) must not move it
+                let mut w = [0x22 ^ 0x7f_u8; 8];
+                w[at] = c;
+                for b in w.iter_mut().skip(at + 1) {
+                    *b = if c == b'"' { b'\\' } else { b'"' };
+                }
+                assert_eq!(first(&w), Some(at), "{c} at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn strings_end_at_the_right_quote_before_and_after_eight_bytes() {
+        let mut f = Fields::default();
+        let mut scratch = JsonScratch::default();
+        for (line, msg) in [
+            (r#"{"msg":"a\"b"}"#, "a\"b"),
+            (r#"{"msg":"abcdefg\"hij"}"#, "abcdefg\"hij"),
+            (r#"{"msg":"abcdefgh"}"#, "abcdefgh"),
+            (r#"{"msg":"abcdefghijklmnop\\"}"#, "abcdefghijklmnop\\"),
+            (r#"{"msg":"é"}"#, "é"),
+            (r#"{"msg":""}"#, ""),
+        ] {
+            f.clear();
+            parse_line(line, &mut f, &mut scratch, 2024).unwrap();
+            assert_eq!(f.message.get(), Some(msg), "{line}");
+        }
+        assert!(
+            parse_line(r#"{"msg":"abcdefghij"#, &mut f, &mut scratch, 2024)
+                .unwrap_err()
+                .contains("closing quote")
+        );
+    }
 
     fn parse(line: &str) -> Result<Fields, String> {
         let mut f = Fields::default();
