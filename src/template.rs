@@ -3,10 +3,10 @@
 //! `key=value` values) as `<*>`, groups lines by token count and first token,
 //! and merges lines whose tokens mostly agree into one template.
 //!
-//! A message seen before (most lines repeat one: 79 % of 1M generated lines)
-//! takes its template from an exact-text cache without being tokenised;
-//! otherwise lines whose masked token sequence was seen before hit a hash
-//! cache, so the similarity search runs once per distinct shape. Chunks are mined in
+//! A message whose digit key (`digit_key`: each run of digits as one `0`)
+//! was seen before takes its template from a text cache without being
+//! tokenised; otherwise lines whose masked token sequence was seen before hit
+//! a hash cache, so the similarity search runs once per distinct shape. Chunks are mined in
 //! parallel by independent miners and merged, in chunk order, into one global
 //! miner, so ids are deterministic for the same input.
 
@@ -16,8 +16,8 @@ pub const WILDCARD: &str = "<*>";
 /// Drain's similarity threshold: share of equal tokens needed to join a template.
 pub const DEFAULT_SIMILARITY: f64 = 0.4;
 const MAX_TOKENS: usize = 64;
-/// Most messages a miner remembers by their exact text (bounds the memory
-/// of a long-running consumer's miner: ~4 MB at 40-byte messages).
+/// Most digit keys a miner remembers (bounds the memory of a long-running
+/// consumer's miner: ~4 MB at 40-byte messages).
 const SEEN_CAP: usize = 1 << 16;
 
 /// One template: its tokens and how often / when it was seen.
@@ -241,6 +241,37 @@ pub fn mask(msg: &str) -> Vec<String> {
     toks
 }
 
+/// Writes into `out` the text cache's key for `msg`: the message with each
+/// run of ASCII digits replaced by one `0`, or the message as it is when it
+/// holds a quote. Two messages with one key have one signature: a token with
+/// a digit is masked whatever its digits (only whether it has one matters,
+/// which the `0` keeps), so every literal piece is digit-free and unchanged.
+/// Quotes are the exception (the text glued after a closing quote stays
+/// literal, digits included), hence kept whole.
+fn digit_key(msg: &str, out: &mut String) {
+    out.clear();
+    let b = msg.as_bytes();
+    if memchr::memchr2(b'"', b'\'', b).is_some() {
+        out.push_str(msg);
+        return;
+    }
+    let mut run = 0;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_digit() {
+            out.push_str(&msg[run..i]);
+            out.push('0');
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            run = i;
+        } else {
+            i += 1;
+        }
+    }
+    out.push_str(&msg[run..]);
+}
+
 /// Hash of the masked token sequence: the cache key of the fast path.
 fn signature(msg: &str) -> u64 {
     let mut h = 0x243f_6a88_85a3_08d3u64;
@@ -265,10 +296,13 @@ pub struct Miner {
     /// (token count, hash of first token or wildcard) → template indices.
     groups: AHashMap<(usize, u64), Vec<u32>>,
     cache: AHashMap<u64, u32>,
-    /// Message text → template index, for messages seen before (at most
-    /// `SEEN_CAP` of them). Same answer as the signature path: a signature's
-    /// entry in `cache` never changes once made.
+    /// Digit key (`digit_key`) → template index, for keys seen before (at
+    /// most `SEEN_CAP` of them). Same answer as the signature path: messages
+    /// with one digit key have one signature, and a signature's entry in
+    /// `cache` never changes once made.
     seen: AHashMap<Box<str>, u32>,
+    /// Reused buffer for the digit key of the message being added.
+    key_buf: String,
     similarity: f64,
     /// Id of the first template this miner creates (ids are index + base).
     base_id: u32,
@@ -296,6 +330,7 @@ impl Miner {
             groups: AHashMap::new(),
             cache: AHashMap::new(),
             seen: AHashMap::new(),
+            key_buf: String::new(),
             similarity,
             base_id: 1,
         }
@@ -353,16 +388,19 @@ impl Miner {
 
     /// Assigns a template id to one message seen at `ts`.
     pub fn add(&mut self, msg: &str, ts: Option<i64>) -> u32 {
-        let idx = match self.seen.get(msg) {
+        let mut key = std::mem::take(&mut self.key_buf);
+        digit_key(msg, &mut key);
+        let idx = match self.seen.get(key.as_str()) {
             Some(&i) => i,
             None => {
                 let i = self.index_of_shape(msg);
                 if self.seen.len() < SEEN_CAP {
-                    self.seen.insert(msg.into(), i);
+                    self.seen.insert(key.as_str().into(), i);
                 }
                 i
             }
         };
+        self.key_buf = key;
         self.templates[idx as usize].see(1, ts, ts);
         idx + self.base_id
     }
@@ -550,15 +588,55 @@ mod tests {
     }
 
     #[test]
-    fn the_exact_text_cache_is_bounded() {
+    fn messages_with_one_digit_key_have_one_signature() {
+        let mut key = String::new();
+        digit_key(
+            "GET /api/orders/8094/items completed with 200 in 12.5ms",
+            &mut key,
+        );
+        assert_eq!(key, "GET /api/orders/0/items completed with 0 in 0.0ms");
+        digit_key("say \"v1\"2 now 7", &mut key);
+        assert_eq!(
+            key, "say \"v1\"2 now 7",
+            "a message with quotes is its own key"
+        );
+        let long = format!("/files/{}/x?page=3", "9".repeat(30));
+        let messages = [
+            "order 92502 created total=164.59",
+            "a1=5 b=6 c=x7 =8 9=",
+            "/api/v2/users/123?x=1 and /1 and /",
+            "(12) [3], 4; 5: 6. 7) x1.",
+            "db-1 closed after 30s at 10.1.2.3:8080",
+            "mail bob1@example2.com or http://h1.io:80/a9 or ftp://x",
+            "deadbeef12 a1b2c3d4e5 cafebabe 0xff 2024-01-01T00:00:00Z",
+            long.as_str(),
+            "é1 ü22 ok",
+            "",
+        ];
+        for m in messages {
+            digit_key(m, &mut key);
+            assert_eq!(signature(m), signature(&key), "{m:?} vs its key {key:?}");
+            assert_eq!(mask(m), mask(&key), "{m:?}");
+        }
+        // the key keeps whether a token has a digit
+        assert_ne!(signature("job 1 done"), signature("job x done"));
+    }
+
+    #[test]
+    fn the_text_cache_is_bounded() {
         let mut m = Miner::default();
+        // digit-free words make distinct keys: "job bcd done", ...
+        let word = |i: usize| -> String {
+            (0..4u32)
+                .map(|k| (b'a' + (i / 26usize.pow(k) % 26) as u8) as char)
+                .collect()
+        };
         for i in 0..SEEN_CAP + 10 {
-            m.add(&format!("job {i} done"), None);
+            m.add(&format!("job {} done", word(i)), None);
         }
         assert_eq!(m.seen.len(), SEEN_CAP);
-        assert_eq!(m.len(), 1);
         // beyond the cap a message still gets its template by shape
-        let id = m.add(&format!("job {} done", SEEN_CAP + 5), None);
+        let id = m.add(&format!("job {} done", word(SEEN_CAP + 5)), None);
         assert_eq!(m.get(id).unwrap().count, SEEN_CAP as u64 + 11);
     }
 
