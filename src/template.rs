@@ -572,7 +572,7 @@ mod tests {
         let mut m = Miner::default();
         let first = m.add("connection to db-1 closed after 30s", Some(1));
         m.add("connection to cache closed after 1s", Some(2));
-        // seen before: answered from the exact-text cache, still counted
+        // seen before: answered from the text cache, still counted
         let again = m.add("connection to db-1 closed after 30s", Some(5));
         assert_eq!(again, first);
         let t = m.get(first).unwrap();

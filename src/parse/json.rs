@@ -347,7 +347,7 @@ mod tests {
         for at in 0..8 {
             for c in [b'"', b'\\'] {
                 // the bytes after a match (here the other one) must not move it
-                let mut w = [0x22 ^ 0x7f_u8; 8];
+                let mut w = [b'x'; 8];
                 w[at] = c;
                 for b in w.iter_mut().skip(at + 1) {
                     *b = if c == b'"' { b'\\' } else { b'"' };
