@@ -298,19 +298,20 @@ pub(crate) fn attach_lines(
     }
     let values = anomaly_values(anoms, window_us);
     let in_scope = scope.sql("");
-    let scoped = format!(
-        "SELECT coalesce(service, host, '-') AS svc, epoch_us(ts) // {window_us} AS wi, * FROM logs
-         WHERE ts IS NOT NULL AND {in_scope}"
-    );
+    // the scope's lines with their service and window index, then `columns`
+    let scope_lines = |columns: &str| {
+        format!(
+            "SELECT coalesce(service, host, '-') AS svc, epoch_us(ts) // {window_us} AS wi, {columns}
+             FROM logs WHERE ts IS NOT NULL AND {in_scope}"
+        )
+    };
     // template counts in each anomalous window vs the service's typical count
     // per window. `l` is read twice: inlined (NOT MATERIALIZED), each read
     // scans three columns, where DuckDB's default would first copy the scope
     // (1M lines: 130 ms against 95 ms)
     let sql = format!(
         "WITH a(idx, svc, wi) AS (VALUES {values}),
-              l AS NOT MATERIALIZED (
-                SELECT coalesce(service, host, '-') AS svc, epoch_us(ts) // {window_us} AS wi, template_id
-                FROM logs WHERE ts IS NOT NULL AND {in_scope}),
+              l AS NOT MATERIALIZED ({lines}),
               usual AS (SELECT svc, template_id, count(*) AS total, min(wi) AS lo, max(wi) AS hi FROM l
                         WHERE svc IN (SELECT svc FROM a) GROUP BY ALL),
               span AS (SELECT svc, (max(hi) - min(lo) + 1)::DOUBLE AS nwin FROM usual GROUP BY svc),
@@ -319,7 +320,8 @@ pub(crate) fn attach_lines(
                 (epoch_us(t.first_seen) // {window_us}) = inwin.wi AS is_new
          FROM inwin JOIN usual USING (svc, template_id) JOIN span USING (svc)
               JOIN templates t USING (template_id)
-         ORDER BY inwin.idx, is_new DESC, inwin.n / (usual.total / span.nwin) DESC"
+         ORDER BY inwin.idx, is_new DESC, inwin.n / (usual.total / span.nwin) DESC",
+        lines = scope_lines("template_id")
     );
     let mut st = store.conn.prepare(&sql)?;
     let rows = st.query_map([], |r| {
@@ -347,7 +349,7 @@ pub(crate) fn attach_lines(
     // example lines: never-seen templates first, then the most severe, then the rarest
     let sql = format!(
         "WITH a(idx, svc, wi) AS (VALUES {values}),
-              l AS ({scoped}),
+              l AS ({lines}),
               ranked AS (
                 SELECT a.idx, l.source, l.line_no, strftime(l.ts, '%Y-%m-%dT%H:%M:%S.%gZ') AS ts,
                        l.svc, l.level, l.message,
@@ -356,7 +358,8 @@ pub(crate) fn attach_lines(
                          CASE l.level WHEN 'FATAL' THEN 0 WHEN 'ERROR' THEN 1 WHEN 'WARN' THEN 2 ELSE 3 END,
                          t.count, l.line_no) AS rn
                 FROM l JOIN a USING (svc, wi) LEFT JOIN templates t USING (template_id))
-         SELECT idx, source, line_no, ts, svc, level, message FROM ranked WHERE rn <= 5 ORDER BY idx, rn"
+         SELECT idx, source, line_no, ts, svc, level, message FROM ranked WHERE rn <= 5 ORDER BY idx, rn",
+        lines = scope_lines("*")
     );
     let mut st = store.conn.prepare(&sql)?;
     let rows = st.query_map([], |r| {
