@@ -217,6 +217,45 @@ pub fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// Whether `s` is a number exactly as JSON writes one
+/// (`-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`), so that it can go into
+/// `extra` as it stands. Rust's `f64` parser also takes `007`, `1.`, `+5`
+/// and `-inf`, which are not JSON.
+pub fn is_json_number(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits = |i: &mut usize| {
+        let from = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i > from
+    };
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            digits(&mut i);
+        }
+        _ => return false,
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
 /// A growable string column: one contiguous buffer plus offsets, with nulls.
 /// Mirrors Arrow's Utf8 layout so it converts without copying strings twice.
 #[derive(Debug, Clone)]
@@ -391,6 +430,19 @@ impl LogBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_numbers_are_told_from_what_only_rust_parses() {
+        for ok in ["0", "-0", "42", "-3.25", "1e5", "1E+5", "2.5e-3", "0.5"] {
+            assert!(is_json_number(ok), "{ok}");
+            assert!(serde_json::from_str::<f64>(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "007", "1.", ".5", "+5", "-", "", "-inf", "NaN", "1e", "1.e3", "0x10", "1_000",
+        ] {
+            assert!(!is_json_number(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn level_aliases_normalise() {

@@ -245,6 +245,69 @@ fn bad_input_is_rejected_with_reasons_and_good_lines_kept() {
 }
 
 #[test]
+fn odd_values_of_unknown_fields_are_stored_and_extra_stays_json() {
+    // `007` and `-inf` are numbers to Rust but not to JSON; a raw tab or a bad
+    // escape inside a nested value passes a structural skip. Any of them used
+    // to fail the whole file's INSERT (DuckDB rejects invalid JSON).
+    let dir = tempfile::tempdir().unwrap();
+    let logfmt = dir.path().join("odd.logfmt");
+    std::fs::write(
+        &logfmt,
+        "ts=2026-11-01T00:00:00Z level=info msg=\"ok one\" code=007 n=5\n\
+         ts=2026-11-01T00:00:01Z level=info msg=\"ok two\" x=-inf\n",
+    )
+    .unwrap();
+    let jsonl = dir.path().join("odd.jsonl");
+    std::fs::write(
+        &jsonl,
+        "{\"ts\":\"2026-11-01T00:00:02Z\",\"msg\":\"three\",\"tags\":[\"a\tb\"],\"e\":[\"\\q\"]}\n\
+         {\"ts\":\"2026-11-01T00:00:03Z\",\"msg\":\"four\",\"n\":[1,{\"y\":null}]}\n",
+    )
+    .unwrap();
+    let db = dir.path().join("o.duckdb");
+    for f in [&logfmt, &jsonl] {
+        let out = json(&ok(&[
+            "analyze",
+            s(f),
+            "--db",
+            s(&db),
+            "--no-detect",
+            "--json",
+        ]));
+        assert_eq!(out["lines_stored"], 2, "{out}");
+    }
+    assert_eq!(
+        sql(
+            &db,
+            "SELECT count(*) FILTER (json_valid(extra)), count(*) FROM logs"
+        ),
+        "4,4"
+    );
+    assert_eq!(
+        sql(
+            &db,
+            "SELECT string_agg(concat_ws('|', extra->>'code', extra->>'n', extra->>'x'), ' / ' ORDER BY ts) FROM logs WHERE ts < '2026-11-01 00:00:02'"
+        ),
+        "007|5 / -inf"
+    );
+    // the nested values that are not JSON are kept as strings, as written
+    assert_eq!(
+        sql(
+            &db,
+            r#"SELECT extra->>'tags' = '["a' || chr(9) || 'b"]' AND extra->>'e' = '["\q"]' FROM logs WHERE message = 'three'"#
+        ),
+        "true"
+    );
+    assert_eq!(
+        sql(
+            &db,
+            "SELECT (extra->'n')::VARCHAR FROM logs WHERE message = 'four'"
+        ),
+        r#""[1,{""y"":null}]""#
+    );
+}
+
+#[test]
 fn gzip_and_stdin_sources() {
     let dir = tempfile::tempdir().unwrap();
     let gz = gen(dir.path(), "app.log.gz", 2000, "logfmt");

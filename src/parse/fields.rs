@@ -341,7 +341,9 @@ pub fn assign(f: &mut Fields, key: &str, v: Value<'_>, year_hint: i64) {
     if !known {
         match v {
             Value::Str(s) => f.push_extra_str(key, s),
-            Value::Num(_, raw) => f.push_extra_raw(key, raw),
+            Value::Num(_, raw) if crate::record::is_json_number(raw) => f.push_extra_raw(key, raw),
+            // `007`, `-inf`: numbers to Rust, not to JSON; kept as written
+            Value::Num(_, raw) => f.push_extra_str(key, raw),
             Value::Bool(b) => f.push_extra_raw(key, if b { "true" } else { "false" }),
             Value::Null => f.push_extra_raw(key, "null"),
         }

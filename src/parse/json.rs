@@ -229,7 +229,15 @@ impl<'a> Scanner<'a> {
                     let start = self.i;
                     self.skip_value(depth)?;
                     let raw = &self.s[start..self.i];
-                    f.push_extra_raw(if plain { kraw } else { prefix }, raw);
+                    let key = if plain { kraw } else { prefix.as_str() };
+                    // skipping checks the structure only: a raw tab, a bad
+                    // escape or `007` inside would make `extra` invalid JSON,
+                    // so such a value is kept as a string instead
+                    if serde_json::from_str::<serde_json::Value>(raw).is_ok() {
+                        f.push_extra_raw(key, raw);
+                    } else {
+                        f.push_extra_str(key, raw);
+                    }
                 }
                 Some(_) => {
                     let v = self.scalar_literal()?;
@@ -383,6 +391,19 @@ mod tests {
     fn parse(line: &str) -> Result<Fields, String> {
         let mut f = Fields::default();
         parse_line(line, &mut f, &mut JsonScratch::default(), 2024).map(|_| f)
+    }
+
+    #[test]
+    fn extra_stays_valid_json_whatever_the_line_held() {
+        // `007` and `-inf` parse as f64 but are not JSON; a raw tab and a bad
+        // escape inside a nested value pass the structural skip
+        let f = parse("{\"msg\":\"m\",\"n\":007,\"x\":-inf,\"tags\":[\"a\tb\"],\"e\":[\"\\q\"],\"ok\":[1,{\"y\":null}]}").unwrap();
+        let extra: serde_json::Value = serde_json::from_str(&format!("{{{}}}", f.extra)).unwrap();
+        assert_eq!(extra["n"], "007");
+        assert_eq!(extra["x"], "-inf");
+        assert_eq!(extra["tags"], "[\"a\tb\"]");
+        assert_eq!(extra["e"], r#"["\q"]"#);
+        assert_eq!(extra["ok"], serde_json::json!([1, {"y": null}]));
     }
 
     #[test]
