@@ -66,7 +66,12 @@ pub fn logs_schema() -> Schema {
         Field::new("source", DataType::Utf8View, true),
         Field::new("line_no", DataType::Int64, true),
         Field::new("ingest_id", DataType::Int64, true),
-        Field::new("extra", DataType::Utf8, true),
+        // Tagged as Arrow's canonical JSON extension type, DuckDB takes the
+        // column as JSON as it stands; untagged, it would cast VARCHAR to
+        // JSON, parsing every value again (about 0.3 CPU-s per 1M lines).
+        // Every writer of `extra` produces valid JSON (`Fields::push_extra_*`).
+        Field::new("extra", DataType::Utf8, true)
+            .with_metadata([("ARROW:extension:name", "arrow.json")]),
     ])
 }
 
@@ -110,7 +115,7 @@ pub fn to_record_batch(b: &LogBatch, source: &str, ingest_id: i64) -> Result<Rec
         .fields()
         .iter()
         .zip(&cols)
-        .map(|(f, c)| Field::new(f.name(), c.data_type().clone(), true))
+        .map(|(f, c)| f.as_ref().clone().with_data_type(c.data_type().clone()))
         .collect();
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
 }
