@@ -408,6 +408,36 @@ pub struct Baseline {
     /// How much more counts vary than Poisson noise around their expected
     /// count (median squared deviance / 0.455, at least 1).
     pub count_dispersion: f64,
+    /// Bands of the features that grow with a window's line count
+    /// (`SIZE_DEPENDENT`), per size class of window (`size_class`), where
+    /// the service has enough windows of that size: a five-line night
+    /// minute has fewer bytes, templates and clients and a larger top-client
+    /// share than the service's typical window, and is compared with
+    /// windows of its own size. Empty and rarer sizes use the service's band.
+    pub sized: std::collections::HashMap<(usize, u32), Band>,
+}
+
+/// Where a feature normally lies: the median and scale of its transformed
+/// values and its typical raw value (see `Baseline`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Band {
+    pub median: f64,
+    pub scale: f64,
+    pub typical: f64,
+}
+
+/// Features that grow or shrink with a window's line count whatever
+/// happens: bytes, distinct templates, distinct clients and the top
+/// client's share (the largest of a few draws is a large share).
+const SIZE_DEPENDENT: [usize; 4] = [8, 9, 11, 12];
+
+/// Windows of one size class a service needs for its own band.
+const SIZED_MIN_WINDOWS: usize = 100;
+
+/// Size class of a window of `count` lines: `floor(log2(count))` (1, 2–3,
+/// 4–7, …); none for an empty window.
+fn size_class(count: f64) -> Option<u32> {
+    (count >= 1.0).then(|| (count as u64).ilog2())
 }
 
 /// Linear-interpolated quantile of sorted values (NaN when empty).
@@ -459,16 +489,31 @@ impl Baseline {
         self.z(f, raw, count)
     }
 
+    /// The band feature `f` is compared with in a window of `count` lines.
+    pub fn band(&self, f: usize, count: f64) -> Band {
+        let sized = match size_class(count) {
+            Some(c) if SIZE_DEPENDENT.contains(&f) => self.sized.get(&(f, c)),
+            _ => None,
+        };
+        sized.copied().unwrap_or(Band {
+            median: self.median[f],
+            scale: self.scale[f],
+            typical: self.typical[f],
+        })
+    }
+
     /// Robust z-score of a raw value of feature `f` in a window of `count` lines.
     pub fn z(&self, f: usize, raw: f64, count: f64) -> f64 {
         if !raw.is_finite() {
             return 0.0;
         }
+        let band = self.band(f, count);
         if RATIOS.contains(&f) {
-            return share_z(raw, self.typical[f], count);
+            return share_z(raw, band.typical, count);
         }
-        let z = (transform(f, raw) - self.median[f]) / self.scale[f];
-        if LATENCIES.contains(&f) && self.typical[F_COUNT] > 0.0 {
+        let z = (transform(f, raw) - band.median) / band.scale;
+        let shrunk = LATENCIES.contains(&f) || (SIZE_DEPENDENT.contains(&f) && count >= 1.0);
+        if shrunk && self.typical[F_COUNT] > 0.0 {
             z * (count / self.typical[F_COUNT]).clamp(0.0, 1.0).sqrt()
         } else {
             z
@@ -483,6 +528,7 @@ fn baseline_of(w: &Windows, rows: std::ops::Range<usize>) -> Baseline {
         scale: vec![1.0; n],
         typical: vec![0.0; n],
         count_dispersion: 1.0,
+        sized: Default::default(),
     };
     let mut dev: Vec<f64> = rows
         .clone()
@@ -494,61 +540,83 @@ fn baseline_of(w: &Windows, rows: std::ops::Range<usize>) -> Baseline {
         // 0.455 is the median of a chi-square with one degree of freedom
         b.count_dispersion = (quantile_sorted(&dev, 0.5) / 0.455).max(1.0);
     }
+    let all: Vec<usize> = rows.collect();
     for f in 0..n {
-        let mut raw: Vec<f64> = rows
-            .clone()
-            .map(|r| w.x[[r, f]])
-            .filter(|v| v.is_finite())
-            .collect();
-        raw.sort_by(|a, b| a.total_cmp(b));
-        let mut t: Vec<f64> = raw.iter().map(|v| transform(f, *v)).collect();
-        t.sort_by(|a, b| a.total_cmp(b));
-        let med = quantile_sorted(&t, 0.5);
-        // IQR for the body; the 99th percentile for heavy upper tails (the
-        // slowest request of a quiet minute), so ordinary tail noise stays
-        // inside the normal band
-        let iqr = ((quantile_sorted(&t, 0.75) - quantile_sorted(&t, 0.25)) / 1.349)
-            .max((quantile_sorted(&t, 0.99) - med) / 2.326);
-        b.median[f] = if med.is_finite() { med } else { 0.0 };
-        b.typical[f] = if RATIOS.contains(&f) {
-            // the service's pooled share (a per-window median of a rare
-            // event is 0 even when it happens every hour)
-            let (mut hits, mut total) = (0.0, 0.0);
-            for r in rows.clone() {
-                let (c, v) = (w.x[[r, F_COUNT]], w.x[[r, f]]);
-                if v.is_finite() {
-                    hits += v * c;
-                    total += c;
-                }
-            }
-            if total > 0.0 {
-                hits / total
-            } else {
-                0.0
-            }
-        } else {
-            quantile_sorted(&raw, 0.5)
-        };
-        if !b.typical[f].is_finite() {
-            b.typical[f] = 0.0;
+        let band = band_of(w, &all, f);
+        b.median[f] = band.median;
+        b.scale[f] = band.scale;
+        b.typical[f] = band.typical;
+    }
+    let mut by_class: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
+    for &r in &all {
+        if let Some(c) = size_class(w.x[[r, F_COUNT]]) {
+            by_class.entry(c).or_default().push(r);
         }
-        // ratios do not use the scale (see `z`)
-        // one never-seen template alone stays inside the normal band (the
-        // rare-lines report lists it); several at once do not
-        let floor = if f == F_NEW_TEMPLATES {
-            0.5
-        } else if LOG_SCALED.contains(&f) {
-            0.25
+    }
+    for (c, rows) in by_class {
+        if rows.len() >= SIZED_MIN_WINDOWS {
+            for f in SIZE_DEPENDENT {
+                b.sized.insert((f, c), band_of(w, &rows, f));
+            }
+        }
+    }
+    b
+}
+
+/// The band of feature `f` over the windows `rows`.
+fn band_of(w: &Windows, rows: &[usize], f: usize) -> Band {
+    let mut raw: Vec<f64> = rows
+        .iter()
+        .map(|&r| w.x[[r, f]])
+        .filter(|v| v.is_finite())
+        .collect();
+    raw.sort_by(|a, b| a.total_cmp(b));
+    let mut t: Vec<f64> = raw.iter().map(|v| transform(f, *v)).collect();
+    t.sort_by(|a, b| a.total_cmp(b));
+    let med = quantile_sorted(&t, 0.5);
+    // IQR for the body; the 99th percentile for heavy upper tails (the
+    // slowest request of a quiet minute), so ordinary tail noise stays
+    // inside the normal band
+    let iqr = ((quantile_sorted(&t, 0.75) - quantile_sorted(&t, 0.25)) / 1.349)
+        .max((quantile_sorted(&t, 0.99) - med) / 2.326);
+    let typical = if RATIOS.contains(&f) {
+        // the pooled share (a per-window median of a rare event is 0 even
+        // when it happens every hour)
+        let (mut hits, mut total) = (0.0, 0.0);
+        for &r in rows {
+            let (c, v) = (w.x[[r, F_COUNT]], w.x[[r, f]]);
+            if v.is_finite() {
+                hits += v * c;
+                total += c;
+            }
+        }
+        if total > 0.0 {
+            hits / total
         } else {
-            0.05
-        };
-        b.scale[f] = if iqr.is_finite() {
+            0.0
+        }
+    } else {
+        quantile_sorted(&raw, 0.5)
+    };
+    // ratios do not use the scale (see `z`)
+    // one never-seen template alone stays inside the normal band (the
+    // rare-lines report lists it); several at once do not
+    let floor = if f == F_NEW_TEMPLATES {
+        0.5
+    } else if LOG_SCALED.contains(&f) {
+        0.25
+    } else {
+        0.05
+    };
+    Band {
+        median: if med.is_finite() { med } else { 0.0 },
+        scale: if iqr.is_finite() {
             iqr.max(floor)
         } else {
             floor
-        };
+        },
+        typical: if typical.is_finite() { typical } else { 0.0 },
     }
-    b
 }
 
 /// Baselines per service, in the order services appear in `w`.
@@ -772,6 +840,41 @@ mod tests {
         let small = b[0].1.z(1, 0.25, 8.0);
         let big = b[0].1.z(1, 0.25, 800.0);
         assert!(small > 0.0 && big > 5.0 * small, "{small} {big}");
+    }
+
+    #[test]
+    fn small_windows_are_compared_with_windows_of_their_size() {
+        // 300 night minutes of 5 lines (2 clients, top share 0.6) and 300 day
+        // minutes of 40 lines (12 clients, top share 0.15)
+        let n = 600;
+        let mut w = Windows {
+            service: vec!["s".into(); n],
+            start: (0..n as i64).collect(),
+            window_us: 1,
+            x: Array2::zeros((n, FEATURES.len())),
+            ..Default::default()
+        };
+        let (dc, top) = (11, 12);
+        for i in 0..n {
+            let night = i % 2 == 0;
+            let jitter = (i % 7) as f64;
+            w.x[[i, F_COUNT]] = if night { 5.0 } else { 40.0 };
+            w.x[[i, dc]] = if night { 2.0 } else { 10.0 + jitter };
+            w.x[[i, top]] = if night { 0.6 } else { 0.15 };
+        }
+        let b = &baselines(&w)[0].1;
+        assert_eq!(b.band(top, 5.0).typical, 0.6);
+        assert_eq!(b.band(top, 40.0).typical, 0.15);
+        assert_eq!(b.band(dc, 6.0).typical, 2.0, "4-7 lines share a class");
+        // a night minute as usual is normal; the same share by day is not
+        assert!(b.z(top, 0.6, 5.0).abs() < 0.01);
+        assert!(b.z(top, 0.6, 40.0) > NORMAL_BAND);
+        assert!(b.z(dc, 2.0, 5.0).abs() < 0.01);
+        // a silent window has no class: the service-wide band, unshrunk
+        assert_eq!(b.band(dc, 0.0).median, b.median[dc]);
+        assert_eq!(b.z(dc, 0.0, 0.0), -b.median[dc] / b.scale[dc]);
+        // sizes with too few windows fall back to the service's band
+        assert_eq!(b.band(dc, 300.0).median, b.median[dc]);
     }
 
     #[test]

@@ -56,7 +56,7 @@ pub fn top_reasons(row: &[f64], base: &Baseline, expected_count: f64, k: usize) 
             let typical = if f == f_count && expected_count.is_finite() {
                 expected_count
             } else {
-                base.typical[f]
+                base.band(f, row[f_count]).typical
             };
             Reason {
                 feature: name.to_string(),
@@ -99,6 +99,7 @@ mod tests {
             scale: vec![0.05; n],
             typical: vec![0.0; n],
             count_dispersion: 1.0,
+            sized: Default::default(),
         };
         base.median[0] = (10.0f64).ln_1p();
         base.typical[0] = 10.0;
