@@ -137,9 +137,9 @@ fn produce_batches(
         let t_parse = Instant::now();
         let mut parsed = parse_block(&b, next_line, settings, miner);
         let t_arrow = Instant::now();
-        let batches: Vec<Result<RecordBatch, ArrowError>> = parsed
-            .batches
-            .par_iter()
+        let stored = parsed.stored() as u64;
+        let batches: Vec<Result<RecordBatch, ArrowError>> = std::mem::take(&mut parsed.batches)
+            .into_par_iter()
             .filter(|lb| !lb.is_empty())
             .map(|lb| {
                 arrow_batch::to_record_batch(lb, &src.name, run_id)
@@ -154,7 +154,7 @@ fn produce_batches(
         );
         next_line += parsed.lines_read as i64;
         sum.lines_read += parsed.lines_read;
-        sum.lines_stored += parsed.stored() as u64;
+        sum.lines_stored += stored;
         sum.lines_rejected += parsed.rejects.len() as u64;
         sum.bytes_read += b.len() as u64;
         rejects.append(&mut parsed.rejects);

@@ -18,10 +18,22 @@ fn nulls(valid: impl Iterator<Item = bool>) -> Option<NullBuffer> {
     (nb.null_count() > 0).then_some(nb)
 }
 
-fn str_array(c: &StrColumn) -> Result<ArrayRef> {
-    let offsets = OffsetBuffer::new(ScalarBuffer::from(c.offsets.clone()));
-    let values = Buffer::from(c.data.as_bytes());
-    let arr = StringArray::try_new(offsets, values, nulls(c.valid.iter().copied()))?;
+/// Moves a column's buffers into an Arrow array: no copy, no second UTF-8
+/// check (`try_new` validated every byte again).
+fn str_array(c: StrColumn) -> Result<ArrayRef> {
+    let last = c.offsets.last().copied().unwrap_or(0);
+    anyhow::ensure!(
+        c.offsets.first() == Some(&0) && last as usize == c.data.len(),
+        "string column offsets do not span its data"
+    );
+    let nulls = nulls(c.valid.iter().copied());
+    // checks that offsets only grow
+    let offsets = OffsetBuffer::new(ScalarBuffer::from(c.offsets));
+    let values = Buffer::from_vec(c.data.into_bytes());
+    // SAFETY: `values` was a `String`, so valid UTF-8, and every offset of a
+    // `StrColumn` is the data's length after a whole `&str` was appended,
+    // so a character boundary; the offsets span the data (checked above).
+    let arr = unsafe { StringArray::new_unchecked(offsets, values, nulls) };
     Ok(Arc::new(arr))
 }
 
@@ -76,7 +88,7 @@ pub fn logs_schema() -> Schema {
 }
 
 /// Converts a batch (all of whose rows come from `source`) into a record batch.
-pub fn to_record_batch(b: &LogBatch, source: &str, ingest_id: i64) -> Result<RecordBatch> {
+pub fn to_record_batch(b: LogBatch, source: &str, ingest_id: i64) -> Result<RecordBatch> {
     let n = b.len();
     let (ts, ts_n) = opt_prim(&b.ts);
     let ts = TimestampMicrosecondArray::new(ScalarBuffer::from(ts), ts_n);
@@ -93,23 +105,23 @@ pub fn to_record_batch(b: &LogBatch, source: &str, ingest_id: i64) -> Result<Rec
     let cols: Vec<ArrayRef> = vec![
         Arc::new(ts),
         Arc::new(level.finish()),
-        str_array(&b.service)?,
-        str_array(&b.host)?,
-        str_array(&b.message)?,
-        Arc::new(UInt32Array::from(b.template_id.clone())),
+        str_array(b.service)?,
+        str_array(b.host)?,
+        str_array(b.message)?,
+        Arc::new(UInt32Array::from(b.template_id)),
         Arc::new(Int32Array::new(ScalarBuffer::from(st), st_n)),
         Arc::new(Float64Array::new(ScalarBuffer::from(lat), lat_n)),
         Arc::new(Int64Array::new(ScalarBuffer::from(by), by_n)),
-        str_array(&b.client_ip)?,
-        str_array(&b.method)?,
-        str_array(&b.path)?,
-        match &b.sources {
+        str_array(b.client_ip)?,
+        str_array(b.method)?,
+        str_array(b.path)?,
+        match b.sources {
             Some(per_line) => str_array(per_line)?,
             None => repeated(source, n),
         },
-        Arc::new(Int64Array::from(b.line_no.clone())),
+        Arc::new(Int64Array::from(b.line_no)),
         Arc::new(Int64Array::from(vec![ingest_id; n])),
-        str_array(&b.extra)?,
+        str_array(b.extra)?,
     ];
     let fields: Vec<Field> = logs_schema()
         .fields()

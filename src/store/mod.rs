@@ -316,7 +316,11 @@ impl Store {
         let lines = if batch.lines.is_empty() {
             Vec::new()
         } else {
-            vec![arrow_batch::to_record_batch(&batch.lines, "", run_id)?]
+            vec![arrow_batch::to_record_batch(
+                batch.lines.clone(),
+                "",
+                run_id,
+            )?]
         };
         let rejects: Vec<RejectRow<'_>> = batch
             .rejects
@@ -479,7 +483,7 @@ mod tests {
             .unwrap();
         let lines: Vec<_> = block
             .batches
-            .iter()
+            .into_iter()
             .map(|b| {
                 arrow_batch::to_record_batch(b, "mem", run)
                     .map_err(|e| arrow::error::ArrowError::ExternalError(e.into()))
