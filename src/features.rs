@@ -226,15 +226,9 @@ pub fn compute(input: FeatureInput, window_us: i64, warmup: usize) -> Result<Win
                 .xor(col("wi").cast(DataType::UInt64) * lit(0x9E37_79B9_7F4A_7C15u64))
                 .xor(col("svc_key").cast(DataType::UInt64) * lit(0xC2B2_AE3D_27D4_EB4Fu64))
                 .alias("client_window"),
-        )
-        .with_column(
-            when(col("client_ip").is_not_null())
-                .then(len().over([col("client_window")]))
-                .otherwise(lit(NULL))
-                .alias("client_lines"),
         );
     let severity_is = |code: u8| col("severity").eq(lit(code)).cast(DataType::Int64).sum();
-    let per_window = base.group_by([col("svc_key"), col("wi")]).agg([
+    let per_window = base.clone().group_by([col("svc_key"), col("wi")]).agg([
         len().cast(DataType::Int64).alias("count"),
         severity_is(SEVERITY_ERROR).alias("errors"),
         severity_is(SEVERITY_WARN).alias("warns"),
@@ -268,21 +262,26 @@ pub fn compute(input: FeatureInput, window_us: i64, warmup: usize) -> Result<Win
             .n_unique()
             .cast(DataType::Int64)
             .alias("new_templates"),
-        // n_unique counts null as a value: take it off where present (a
-        // filter or drop_nulls per group costs more than the whole count)
-        (col("client_ip").n_unique().cast(DataType::Int64)
-            - col("client_ip")
-                .null_count()
-                .gt(lit(0))
-                .cast(DataType::Int64))
-        .alias("distinct_clients"),
-        col("client_ip")
-            .count()
-            .cast(DataType::Int64)
-            .alias("n_client"),
-        col("client_lines").max().alias("top_n"),
     ]);
+    // clients per window from the (client, service, window) pairs: their
+    // number is the distinct clients, the largest is the top client's lines
+    let per_client = base
+        .filter(col("client_ip").is_not_null())
+        .group_by([col("client_window")])
+        .agg([col("svc_key").first(), col("wi").first(), len().alias("n")])
+        .group_by([col("svc_key"), col("wi")])
+        .agg([
+            len().cast(DataType::Int64).alias("distinct_clients"),
+            col("n").sum().cast(DataType::Int64).alias("n_client"),
+            col("n").max().cast(DataType::Int64).alias("top_n"),
+        ]);
     let df = per_window
+        .join(
+            per_client,
+            [col("svc_key"), col("wi")],
+            [col("svc_key"), col("wi")],
+            JoinArgs::new(JoinType::Left),
+        )
         .join(
             services.lazy(),
             [col("svc_key")],
