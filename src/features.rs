@@ -47,7 +47,46 @@ pub struct Windows {
     /// Per window, the line count expected from just before it (see
     /// `fill_expected_counts`); empty or NaN where unknown.
     pub expected_count: Vec<f64>,
+    /// Per window, the lines with a status and the lines with a client: the
+    /// denominators of the 4xx/5xx ratios and of the top client's share
+    /// (empty where unknown, e.g. windows read back from the table; the
+    /// line count stands in).
+    pub status_lines: Vec<f64>,
+    pub client_lines: Vec<f64>,
 }
+
+/// The numbers of lines a window's features are measured over.
+#[derive(Debug, Clone, Copy)]
+pub struct Lines {
+    pub all: f64,
+    pub with_status: f64,
+    pub with_client: f64,
+    /// The line count expected from just before the window (NaN if unknown).
+    pub expected: f64,
+}
+
+impl Lines {
+    /// `n` lines, all with a status and a client, no expectation.
+    pub fn just(n: f64) -> Lines {
+        Lines {
+            all: n,
+            with_status: n,
+            with_client: n,
+            expected: f64::NAN,
+        }
+    }
+
+    /// How many lines the share `f` is a share of.
+    fn of_share(&self, f: usize) -> f64 {
+        match f {
+            3 | 4 => self.with_status,
+            F_TOP_CLIENT => self.with_client,
+            _ => self.all,
+        }
+    }
+}
+
+const F_TOP_CLIENT: usize = 12;
 
 /// A window's expected count is the median count of this many windows of its
 /// service before it...
@@ -69,6 +108,17 @@ impl Windows {
 }
 
 impl Windows {
+    /// The numbers of lines window `i`'s features are measured over.
+    pub fn lines(&self, i: usize) -> Lines {
+        let all = self.x[[i, F_COUNT]];
+        Lines {
+            all,
+            with_status: self.status_lines.get(i).copied().unwrap_or(all),
+            with_client: self.client_lines.get(i).copied().unwrap_or(all),
+            expected: self.expected(i),
+        }
+    }
+
     /// The expected count of window `i` (NaN when unknown).
     pub fn expected(&self, i: usize) -> f64 {
         self.expected_count.get(i).copied().unwrap_or(f64::NAN)
@@ -358,6 +408,8 @@ pub fn compute(input: FeatureInput, window_us: i64, warmup: usize) -> Result<Win
                 ]);
                 out.errors.push(errors[k]);
                 out.warns.push(warns[k]);
+                out.status_lines.push(n_status[k] as f64);
+                out.client_lines.push(n_client[k] as f64);
                 k += 1;
             } else {
                 let mut r = [0.0; 13];
@@ -367,6 +419,8 @@ pub fn compute(input: FeatureInput, window_us: i64, warmup: usize) -> Result<Win
                 rows.push(r);
                 out.errors.push(0);
                 out.warns.push(0);
+                out.status_lines.push(0.0);
+                out.client_lines.push(0.0);
             }
         }
         i = j;
@@ -478,14 +532,15 @@ pub fn count_deviance(x: f64, expected: f64) -> f64 {
 }
 
 impl Baseline {
-    /// Like `z`, but a count is compared with the count `expected` just
-    /// before the window (when known): its Poisson deviance over the
-    /// service's dispersion.
-    pub fn z_at(&self, f: usize, raw: f64, count: f64, expected: f64) -> f64 {
-        if f == F_COUNT && expected.is_finite() && raw.is_finite() {
-            return count_deviance(raw, expected) / self.count_dispersion.sqrt();
+    /// Robust z-score of a raw value of feature `f` in a window of `lines`:
+    /// a count is compared with the count expected just before the window
+    /// (when known), by its Poisson deviance over the service's dispersion;
+    /// a share by its deviance over the lines it is a share of.
+    pub fn z_at(&self, f: usize, raw: f64, lines: &Lines) -> f64 {
+        if f == F_COUNT && lines.expected.is_finite() && raw.is_finite() {
+            return count_deviance(raw, lines.expected) / self.count_dispersion.sqrt();
         }
-        self.z(f, raw, count)
+        self.z_of(f, raw, lines.all, lines.of_share(f))
     }
 
     /// The band feature `f` is compared with in a window of `count` lines.
@@ -501,14 +556,20 @@ impl Baseline {
         })
     }
 
-    /// Robust z-score of a raw value of feature `f` in a window of `count` lines.
+    /// Robust z-score of a raw value of feature `f` in a window of `count`
+    /// lines, shares taken over all of them.
     pub fn z(&self, f: usize, raw: f64, count: f64) -> f64 {
+        self.z_of(f, raw, count, count)
+    }
+
+    /// Like `z`, a share being of `share_lines` of the `count` lines.
+    fn z_of(&self, f: usize, raw: f64, count: f64, share_lines: f64) -> f64 {
         if !raw.is_finite() {
             return 0.0;
         }
         let band = self.band(f, count);
         if RATIOS.contains(&f) {
-            return share_z(raw, band.typical, count);
+            return share_z(raw, band.typical, share_lines);
         }
         let z = (transform(f, raw) - band.median) / band.scale;
         let shrunk = LATENCIES.contains(&f) || (SIZE_DEPENDENT.contains(&f) && count >= 1.0);
@@ -583,7 +644,7 @@ fn band_of(w: &Windows, rows: &[usize], f: usize) -> Band {
         // when it happens every hour)
         let (mut hits, mut total) = (0.0, 0.0);
         for &r in rows {
-            let (c, v) = (w.x[[r, F_COUNT]], w.x[[r, f]]);
+            let (c, v) = (w.lines(r).of_share(f), w.x[[r, f]]);
             if v.is_finite() {
                 hits += v * c;
                 total += c;
@@ -674,9 +735,9 @@ pub fn scaled(w: &Windows, base: &[(String, Baseline)]) -> Array2<f64> {
             bi += 1;
         }
         let b = &base[bi].1;
-        let count = w.x[[r, F_COUNT]];
+        let lines = w.lines(r);
         for f in 0..FEATURES.len() {
-            let mut v = b.z_at(f, w.x[[r, f]], count, w.expected(r));
+            let mut v = b.z_at(f, w.x[[r, f]], &lines);
             if RISE_ONLY.contains(&f) {
                 v = v.max(0.0);
             }
@@ -819,6 +880,8 @@ mod tests {
             warns: vec![0; n],
             span: None,
             expected_count: Vec::new(),
+            status_lines: Vec::new(),
+            client_lines: Vec::new(),
         };
         for i in 0..n {
             w.x[[i, F_COUNT]] = 10.0 + (i % 5) as f64;
@@ -874,6 +937,42 @@ mod tests {
         assert_eq!(b.z(dc, 0.0, 0.0), -b.median[dc] / b.scale[dc]);
         // sizes with too few windows fall back to the service's band
         assert_eq!(b.band(dc, 300.0).median, b.median[dc]);
+    }
+
+    #[test]
+    fn shares_are_taken_over_the_lines_they_are_shares_of() {
+        // one request (one client, a 404) among five lines of a quiet minute
+        let n = 200;
+        let mut w = Windows {
+            service: vec!["s".into(); n],
+            start: (0..n as i64).collect(),
+            window_us: 1,
+            x: Array2::zeros((n, FEATURES.len())),
+            ..Default::default()
+        };
+        for i in 0..n {
+            w.x[[i, F_COUNT]] = 20.0;
+            w.x[[i, 3]] = 0.05;
+            w.x[[i, F_TOP_CLIENT]] = 0.2;
+            w.status_lines.push(20.0);
+            w.client_lines.push(20.0);
+        }
+        let b = &baselines(&w)[0].1;
+        let one_request = Lines {
+            all: 5.0,
+            with_status: 1.0,
+            with_client: 1.0,
+            expected: f64::NAN,
+        };
+        assert!(b.z_at(F_TOP_CLIENT, 1.0, &one_request) < NORMAL_BAND);
+        assert!(b.z_at(3, 1.0, &one_request) < NORMAL_BAND);
+        // the same shares over five requests are news
+        assert!(b.z_at(F_TOP_CLIENT, 1.0, &Lines::just(5.0)) > NORMAL_BAND);
+        assert!(b.z_at(3, 1.0, &Lines::just(5.0)) > NORMAL_BAND);
+        // the pooled share weighs each window by its status lines
+        w.status_lines[0] = 0.0;
+        w.x[[0, 3]] = 0.0;
+        assert_eq!(baselines(&w)[0].1.typical[3], 0.05);
     }
 
     #[test]

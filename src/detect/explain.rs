@@ -2,7 +2,7 @@
 //! from the service's baseline, in words and numbers
 //! ("error_ratio 0.34, typical 0.01"). Pure.
 
-use crate::features::{Baseline, FEATURES};
+use crate::features::{Baseline, Lines, FEATURES};
 use serde::{Deserialize, Serialize};
 
 /// One feature's deviation from its service's baseline.
@@ -43,20 +43,20 @@ pub fn describe(feature: &str, value: f64, typical: f64) -> String {
 }
 
 /// Features sorted by deviation, the top `k` with |z| ≥ 2 (at least one).
-/// `expected_count` is the window's expected line count (NaN when unknown),
-/// which a count is compared with and reported as typical.
-pub fn top_reasons(row: &[f64], base: &Baseline, expected_count: f64, k: usize) -> Vec<Reason> {
+/// `lines` are the window's line counts: its expected count (NaN when
+/// unknown) is what a count is compared with and reported as typical.
+pub fn top_reasons(row: &[f64], base: &Baseline, lines: &Lines, k: usize) -> Vec<Reason> {
     let mut rs: Vec<Reason> = FEATURES
         .iter()
         .enumerate()
         .filter(|(f, _)| row[*f].is_finite())
         .map(|(f, name)| {
             let f_count = crate::features::F_COUNT;
-            let z = base.z_at(f, row[f], row[f_count], expected_count);
-            let typical = if f == f_count && expected_count.is_finite() {
-                expected_count
+            let z = base.z_at(f, row[f], lines);
+            let typical = if f == f_count && lines.expected.is_finite() {
+                lines.expected
             } else {
-                base.band(f, row[f_count]).typical
+                base.band(f, lines.all).typical
             };
             Reason {
                 feature: name.to_string(),
@@ -107,7 +107,7 @@ mod tests {
         let mut row = vec![0.0; n];
         row[0] = 40.0; // count: ln(41/11)/0.25 ≈ 5.3
         row[1] = 0.34; // error_ratio: share_z(0.34, 0, 40) ≈ 14.1
-        let r = top_reasons(&row, &base, f64::NAN, 3);
+        let r = top_reasons(&row, &base, &Lines::just(row[0]), 3);
         assert_eq!(r[0].feature, "error_ratio");
         assert_eq!(r[0].text, "error_ratio 0.34, typical 0");
         assert_eq!(r[1].feature, "count");

@@ -228,7 +228,7 @@ pub fn run(store: &Store, scope: &Scope, s: &DetectSettings) -> Result<Detection
     flagged.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
     for &i in &flagged {
         let row: Vec<f64> = w.x.row(i).to_vec();
-        let reasons = explain::top_reasons(&row, base_of[w.service[i].as_str()], w.expected(i), 3);
+        let reasons = explain::top_reasons(&row, base_of[w.service[i].as_str()], &w.lines(i), 3);
         let summary = reasons
             .iter()
             .map(|r| r.text.clone())

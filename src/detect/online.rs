@@ -97,6 +97,9 @@ fn fill_range(w: Windows, services: &[String], start: i64, end: i64) -> Windows 
                     flat.extend(w.x.row(i).iter().copied());
                     out.errors.push(w.errors[i]);
                     out.warns.push(w.warns[i]);
+                    let lines = w.lines(i);
+                    out.status_lines.push(lines.with_status);
+                    out.client_lines.push(lines.with_client);
                 }
                 None => {
                     let mut r = vec![0.0; FEATURES.len()];
@@ -106,6 +109,8 @@ fn fill_range(w: Windows, services: &[String], start: i64, end: i64) -> Windows 
                     flat.extend(r);
                     out.errors.push(0);
                     out.warns.push(0);
+                    out.status_lines.push(0.0);
+                    out.client_lines.push(0.0);
                 }
             }
             out.service.push(name.clone());
@@ -237,7 +242,13 @@ impl OnlineDetector {
                 continue;
             };
             let row: Vec<f64> = w.x.row(i).to_vec();
-            let reasons = explain::top_reasons(&row, b, f64::NAN, 3);
+            // as when it was fitted: counts on the log scale, not against
+            // an expected count
+            let lines = features::Lines {
+                expected: f64::NAN,
+                ..w.lines(i)
+            };
+            let reasons = explain::top_reasons(&row, b, &lines, 3);
             anomalies.push(Anomaly {
                 service: w.service[i].clone(),
                 window_start: format_micros(w.start[i]),
@@ -275,6 +286,8 @@ mod tests {
             warns: vec![0],
             span: None,
             expected_count: Vec::new(),
+            status_lines: Vec::new(),
+            client_lines: Vec::new(),
         };
         let f = fill_range(w, &["b".to_string()], 0, 30);
         assert_eq!(f.service, ["a", "a", "a", "b", "b", "b"]);
