@@ -80,7 +80,7 @@ pub fn logs_schema() -> Schema {
         Field::new("ingest_id", DataType::Int64, true),
         // Tagged as Arrow's canonical JSON extension type, DuckDB takes the
         // column as JSON as it stands; untagged, it would cast VARCHAR to
-        // JSON, parsing every value again (about 0.3 CPU-s per 1M lines).
+        // JSON, parsing every value again (0.18 CPU-s of 2.64 per 1M lines).
         // Every writer of `extra` produces valid JSON (`Fields::push_extra_*`).
         Field::new("extra", DataType::Utf8, true)
             .with_metadata([("ARROW:extension:name", "arrow.json")]),
