@@ -75,6 +75,9 @@ fn stored_windows(store: &Store, window_us: i64, limit: usize) -> Result<Windows
 }
 
 /// Adds count-0 windows for `services` wherever `w` has none in [start, end).
+/// The result has no lines with a status or a client per window: the model
+/// was fitted on windows read back from the table, which do not keep them,
+/// so shares are taken over all lines here too, as when it was fitted.
 fn fill_range(w: Windows, services: &[String], start: i64, end: i64) -> Windows {
     let mut names: Vec<String> = services.to_vec();
     for s in &w.service {
@@ -97,9 +100,6 @@ fn fill_range(w: Windows, services: &[String], start: i64, end: i64) -> Windows 
                     flat.extend(w.x.row(i).iter().copied());
                     out.errors.push(w.errors[i]);
                     out.warns.push(w.warns[i]);
-                    let lines = w.lines(i);
-                    out.status_lines.push(lines.with_status);
-                    out.client_lines.push(lines.with_client);
                 }
                 None => {
                     let mut r = vec![0.0; FEATURES.len()];
@@ -109,8 +109,6 @@ fn fill_range(w: Windows, services: &[String], start: i64, end: i64) -> Windows 
                     flat.extend(r);
                     out.errors.push(0);
                     out.warns.push(0);
-                    out.status_lines.push(0.0);
-                    out.client_lines.push(0.0);
                 }
             }
             out.service.push(name.clone());
