@@ -29,6 +29,7 @@ pub const F_COUNT: usize = 0;
 pub const F_LAT_MEAN: usize = 5;
 pub const F_LAT_MAX: usize = 7;
 pub const F_NEW_TEMPLATES: usize = 10;
+const F_TOP_CLIENT: usize = 12;
 
 /// Window rows sorted by (service, window_start).
 #[derive(Debug, Clone, Default)]
@@ -85,8 +86,6 @@ impl Lines {
         }
     }
 }
-
-const F_TOP_CLIENT: usize = 12;
 
 /// A window's expected count is the median count of this many windows of its
 /// service before it...
@@ -868,21 +867,21 @@ mod tests {
         assert_eq!((w.x[[0, 11]], w.x[[0, 12]]), (0.0, 0.0));
     }
 
-    #[test]
-    fn robust_scaling_per_service() {
-        let n = 200;
-        let mut w = Windows {
-            service: vec!["a".into(); n],
+    /// `n` consecutive windows of service `s`, every feature 0.
+    fn one_service(n: usize) -> Windows {
+        Windows {
+            service: vec!["s".into(); n],
             start: (0..n as i64).collect(),
             window_us: 1,
             x: Array2::zeros((n, FEATURES.len())),
-            errors: vec![0; n],
-            warns: vec![0; n],
-            span: None,
-            expected_count: Vec::new(),
-            status_lines: Vec::new(),
-            client_lines: Vec::new(),
-        };
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn robust_scaling_per_service() {
+        let n = 200;
+        let mut w = one_service(n);
         for i in 0..n {
             w.x[[i, F_COUNT]] = 10.0 + (i % 5) as f64;
         }
@@ -907,16 +906,10 @@ mod tests {
     #[test]
     fn small_windows_are_compared_with_windows_of_their_size() {
         // 300 night minutes of 5 lines (2 clients, top share 0.6) and 300 day
-        // minutes of 40 lines (12 clients, top share 0.15)
+        // minutes of 40 lines (10-16 clients, top share 0.15)
         let n = 600;
-        let mut w = Windows {
-            service: vec!["s".into(); n],
-            start: (0..n as i64).collect(),
-            window_us: 1,
-            x: Array2::zeros((n, FEATURES.len())),
-            ..Default::default()
-        };
-        let (dc, top) = (11, 12);
+        let mut w = one_service(n);
+        let (dc, top) = (11, F_TOP_CLIENT);
         for i in 0..n {
             let night = i % 2 == 0;
             let jitter = (i % 7) as f64;
@@ -943,13 +936,7 @@ mod tests {
     fn shares_are_taken_over_the_lines_they_are_shares_of() {
         // one request (one client, a 404) among five lines of a quiet minute
         let n = 200;
-        let mut w = Windows {
-            service: vec!["s".into(); n],
-            start: (0..n as i64).collect(),
-            window_us: 1,
-            x: Array2::zeros((n, FEATURES.len())),
-            ..Default::default()
-        };
+        let mut w = one_service(n);
         for i in 0..n {
             w.x[[i, F_COUNT]] = 20.0;
             w.x[[i, 3]] = 0.05;
@@ -992,13 +979,7 @@ mod tests {
             .collect();
         counts.extend([0.0, 0.0, 0.0]);
         let n = counts.len();
-        let mut w = Windows {
-            service: vec!["s".into(); n],
-            start: (0..n as i64).collect(),
-            window_us: 1,
-            x: Array2::zeros((n, FEATURES.len())),
-            ..Default::default()
-        };
+        let mut w = one_service(n);
         for (i, c) in counts.iter().enumerate() {
             w.x[[i, F_COUNT]] = *c;
         }
