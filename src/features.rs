@@ -1,13 +1,15 @@
-//! Owns window features: a Polars lazy aggregation of lines into
-//! (service, window) rows — counts, level and status ratios, latency
-//! mean/p95/max, bytes, distinct and never-seen templates, distinct clients and
-//! the top client's share — then gap filling (a silent window inside a
-//! service's active span exists with count 0) and robust per-service scaling.
+//! Owns window features: lines ordered by (service, window, client), then a
+//! Polars lazy aggregation of those slices into (service, window) rows —
+//! counts, level and status ratios, latency mean/p95/max, bytes, distinct and
+//! never-seen templates, distinct clients and the top client's share — with
+//! every window of a service's active span present (a silent one has count
+//! 0), and robust per-service scaling.
 //! Pure: takes a DataFrame, returns plain arrays.
 
 use anyhow::{Context, Result};
 use ndarray::Array2;
 use polars::prelude::*;
+use polars::series::IsSorted;
 
 /// Feature names, in column order of `Windows::x`.
 pub const FEATURES: [&str; 13] = [
@@ -234,23 +236,187 @@ fn i64_col(df: &DataFrame, name: &str) -> Result<Vec<i64>> {
     Ok(c.i64()?.into_iter().map(|v| v.unwrap_or(0)).collect())
 }
 
+/// Every window of every service's active span, and the order `compute`
+/// aggregates lines in: sorted by (service, window, client), so that each
+/// window's lines, and each client's lines within it, are contiguous and
+/// Polars groups them as slices of the sorted rows instead of hashing 1M keys
+/// (hashing the keys and gathering each group took most of the time).
+#[derive(Debug, Default, PartialEq)]
+struct WindowOrder {
+    /// Per service rank: its first window index and its number of windows;
+    /// the windows of all services, in this order, are the output rows.
+    spans: Vec<(i64, usize)>,
+    /// Input row at each sorted position.
+    rows: Vec<IdxSize>,
+    /// Per sorted row: its window's output row (ascending).
+    window: Vec<IdxSize>,
+    /// Per sorted row: its (window, client) run, numbered in order; the
+    /// lines without a client form a run of their own.
+    client_run: Vec<IdxSize>,
+    /// Per sorted row: whether it is the first line of its template in its
+    /// window.
+    template_first: Vec<bool>,
+}
+
+/// One line while ordering: its client (`none` last), input row and
+/// template (+1; 0 for none).
+#[derive(Clone, Copy)]
+struct OrderEntry {
+    client: u64,
+    row: IdxSize,
+    template: u32,
+    none: bool,
+}
+
+/// Orders rows by (service rank, window index, client: lines without one
+/// last, input row). Every rank in `0..services` must have a line;
+/// `template` is the template id + 1 (0 for none).
+fn window_order(
+    services: usize,
+    svc_rank: &[u32],
+    wi: &[i64],
+    client: &[u64],
+    no_client: &[bool],
+    template: &[u32],
+) -> WindowOrder {
+    use rayon::prelude::*;
+    let n = svc_rank.len();
+    let mut bounds = vec![(i64::MAX, i64::MIN); services];
+    for (&r, &w) in svc_rank.iter().zip(wi) {
+        let b = &mut bounds[r as usize];
+        *b = (b.0.min(w), b.1.max(w));
+    }
+    let spans: Vec<(i64, usize)> = bounds
+        .iter()
+        .map(|&(lo, hi)| (lo, (hi - lo + 1) as usize))
+        .collect();
+    let mut offset = Vec::with_capacity(services);
+    let mut total = 0usize;
+    for &(_, len) in &spans {
+        offset.push(total);
+        total += len;
+    }
+    let window_of: Vec<usize> = svc_rank
+        .iter()
+        .zip(wi)
+        .map(|(&r, &w)| offset[r as usize] + (w - spans[r as usize].0) as usize)
+        .collect();
+    // counting sort by output row (input order within a window)...
+    let mut start = vec![0usize; total + 1];
+    for &w in &window_of {
+        start[w + 1] += 1;
+    }
+    for k in 0..total {
+        start[k + 1] += start[k];
+    }
+    let blank = OrderEntry {
+        client: 0,
+        row: 0,
+        template: 0,
+        none: true,
+    };
+    let mut entries = vec![blank; n];
+    let mut next = start.clone();
+    for (i, &w) in window_of.iter().enumerate() {
+        entries[next[w]] = OrderEntry {
+            client: if no_client[i] { 0 } else { client[i] },
+            row: i as IdxSize,
+            template: template[i],
+            none: no_client[i],
+        };
+        next[w] += 1;
+    }
+    // ...then by client within each window, windows in parallel
+    let mut per_window: Vec<&mut [OrderEntry]> = Vec::with_capacity(total);
+    let mut rest = entries.as_mut_slice();
+    for k in 0..total {
+        let (this, tail) = rest.split_at_mut(start[k + 1] - start[k]);
+        per_window.push(this);
+        rest = tail;
+    }
+    per_window
+        .into_par_iter()
+        .for_each(|lines| lines.sort_unstable_by_key(|e| (e.none, e.client, e.row)));
+
+    let mut window = vec![0 as IdxSize; n];
+    for k in 0..total {
+        window[start[k]..start[k + 1]].fill(k as IdxSize);
+    }
+    let mut client_run = Vec::with_capacity(n);
+    let mut template_first = Vec::with_capacity(n);
+    // the last window each template was seen in, by template (+1), in a
+    // table where ids are dense (the miner's are), else in a map
+    let max_template = entries
+        .iter()
+        .map(|e| e.template as usize)
+        .max()
+        .unwrap_or(0);
+    let mut dense = (max_template <= 4 * n + 1024).then(|| vec![IdxSize::MAX; max_template + 1]);
+    let mut sparse = ahash::AHashMap::new();
+    let mut run: IdxSize = 0;
+    for k in 0..n {
+        let e = &entries[k];
+        if k > 0 {
+            let p = &entries[k - 1];
+            if window[k] != window[k - 1] || (e.none, e.client) != (p.none, p.client) {
+                run += 1;
+            }
+        }
+        client_run.push(run);
+        let t = e.template as usize;
+        let last = match dense.as_mut() {
+            Some(d) => std::mem::replace(&mut d[t], window[k]),
+            None => sparse.insert(t, window[k]).unwrap_or(IdxSize::MAX),
+        };
+        template_first.push(last != window[k]);
+    }
+    WindowOrder {
+        spans,
+        rows: entries.iter().map(|e| e.row).collect(),
+        window,
+        client_run,
+        template_first,
+    }
+}
+
+/// A numeric column's values and, when it has nulls, which are null (the
+/// values there are arbitrary).
+fn values_of<T: PolarsNumericType>(ca: &ChunkedArray<T>) -> (Vec<T::Native>, Option<Vec<bool>>) {
+    let mut values = Vec::with_capacity(ca.len());
+    let mut nulls = (ca.null_count() > 0).then(|| Vec::with_capacity(ca.len()));
+    for arr in ca.downcast_iter() {
+        values.extend_from_slice(arr.values());
+        if let Some(n) = nulls.as_mut() {
+            match arr.validity() {
+                Some(v) => n.extend(v.iter().map(|valid| !valid)),
+                None => n.extend(std::iter::repeat_n(false, arr.len())),
+            }
+        }
+    }
+    (values, nulls)
+}
+
+/// A sorted column of `IdxSize`, flagged as sorted so that Polars groups on
+/// it by slices.
+fn sorted_idx_column(name: &str, v: Vec<IdxSize>) -> Column {
+    let mut ca = IdxCa::from_vec(name.into(), v);
+    ca.set_sorted_flag(IsSorted::Ascending);
+    ca.into_series().into()
+}
+
 /// Aggregates lines into windows of `window_us`. `warmup` windows at the
 /// start of each service never count templates as new. `client_ip` may be
 /// the address or any 64-bit key of it.
 pub fn compute(input: FeatureInput, window_us: i64, warmup: usize) -> Result<Windows> {
     let FeatureInput { lines, services } = input;
-    if lines.height() == 0 {
-        return Ok(Windows {
-            window_us,
-            x: Array2::zeros((0, FEATURES.len())),
-            ..Default::default()
-        });
-    }
-    let ts = lines.column("ts_us")?.cast(&DataType::Int64)?;
-    let span = match (ts.i64()?.min(), ts.i64()?.max()) {
-        (Some(a), Some(b)) => Some((a, b)),
-        _ => None,
+    let empty = || Windows {
+        window_us,
+        x: Array2::zeros((0, FEATURES.len())),
+        ..Default::default()
     };
+    if lines.height() == 0 {
+        return Ok(empty());
+    }
     let w = lit(window_us);
     // clients as 64-bit keys: DuckDB's hash arrives as is, an address string
     // becomes its dictionary code
@@ -258,96 +424,182 @@ pub fn compute(input: FeatureInput, window_us: i64, warmup: usize) -> Result<Win
         DataType::String => dictionary_code("client_ip"),
         _ => col("client_ip").cast(DataType::UInt64),
     };
-    let base = lines
+    // per line: its window, client key, and whether its template was first
+    // seen in this window
+    let keyed = lines
         .lazy()
         .filter(col("ts_us").is_not_null())
-        .with_columns([
+        .select([
+            col("ts_us").cast(DataType::Int64),
+            col("svc_key").cast(DataType::UInt64),
             col("ts_us").floor_div(w.clone()).alias("wi"),
-            col("tpl_first_us").floor_div(w).alias("tpl_first_wi"),
-            client_key.alias("client_ip"),
+            client_key.alias("client"),
+            col("severity"),
+            col("status"),
+            col("latency_ms"),
+            col("bytes"),
+            col("template_id").cast(DataType::UInt32),
+            col("tpl_first_us")
+                .floor_div(w.clone())
+                .eq(col("ts_us").floor_div(w))
+                .fill_null(lit(false))
+                .alias("template_new"),
         ])
-        // lines of the same client in the same (service, window): one
-        // 64-bit key mixing the three, so counting them is a single-key
-        // group-by (a collision needs two 64-bit hashes to meet, ~1e-8 at
-        // 1M lines), where three keys took twice as long
-        .with_column(
-            col("client_ip")
-                .xor(col("wi").cast(DataType::UInt64) * lit(0x9E37_79B9_7F4A_7C15u64))
-                .xor(col("svc_key").cast(DataType::UInt64) * lit(0xC2B2_AE3D_27D4_EB4Fu64))
-                .alias("client_window"),
+        .collect()
+        .context("keying lines for window features")?;
+    if keyed.height() == 0 {
+        return Ok(empty());
+    }
+    if keyed.height() >= IdxSize::MAX as usize {
+        anyhow::bail!(
+            "too many lines for one window computation: {}",
+            keyed.height()
         );
+    }
+    let ts = keyed.column("ts_us")?.i64()?;
+    let span = match (ts.min(), ts.max()) {
+        (Some(a), Some(b)) => Some((a, b)),
+        _ => None,
+    };
+
+    // services ranked by name (windows come out sorted by service, then
+    // time); a key without a name row is named "-"
+    let mut names: Vec<(String, u64)> = Vec::with_capacity(services.height());
+    if services.height() > 0 {
+        let keys = services.column("svc_key")?.cast(&DataType::UInt64)?;
+        let svc = services.column("svc")?.cast(&DataType::String)?;
+        for (k, s) in keys.u64()?.into_iter().zip(svc.str()?) {
+            if let Some(k) = k {
+                names.push((s.unwrap_or("-").to_string(), k));
+            }
+        }
+    }
+    let (line_keys, _) = values_of(keyed.column("svc_key")?.u64()?);
+    let mut rank: ahash::AHashMap<u64, u32> = ahash::AHashMap::new();
+    let mut last = None;
+    for &k in &line_keys {
+        if last != Some(k) {
+            rank.entry(k).or_insert(0);
+            last = Some(k);
+        }
+    }
+    // only the services that have lines here
+    names.retain(|(_, k)| rank.contains_key(k));
+    for (k, _) in rank.iter() {
+        if !names.iter().any(|(_, n)| n == k) {
+            names.push(("-".to_string(), *k));
+        }
+    }
+    names.sort();
+    for (r, (_, k)) in names.iter().enumerate() {
+        rank.insert(*k, r as u32);
+    }
+    // a few services: a scan of their keys beats hashing every line
+    let keys: Vec<u64> = names.iter().map(|(_, k)| *k).collect();
+    let svc_rank: Vec<u32> = if keys.len() <= 8 {
+        line_keys
+            .iter()
+            .map(|k| keys.iter().position(|x| x == k).unwrap_or(0) as u32)
+            .collect()
+    } else {
+        line_keys.iter().map(|k| rank[k]).collect()
+    };
+    let (wi, _) = values_of(keyed.column("wi")?.i64()?);
+    let (client, no_client) = values_of(keyed.column("client")?.u64()?);
+    let no_client = no_client.unwrap_or_else(|| vec![false; client.len()]);
+    let (mut template, no_template) = values_of(keyed.column("template_id")?.u32()?);
+    // templates as id + 1, 0 for none
+    for (k, t) in template.iter_mut().enumerate() {
+        let null = no_template.as_ref().is_some_and(|n| n[k]);
+        *t = if null { 0 } else { t.saturating_add(1) };
+    }
+    let order = window_order(names.len(), &svc_rank, &wi, &client, &no_client, &template);
+    let idx = IdxCa::from_vec("idx".into(), order.rows);
+    // gathering from one chunk, not from the hundreds DuckDB delivers (a
+    // chunk lookup per row took 120 ms of the 1M-line gather)
+    let mut sorted = keyed
+        .select([
+            "severity",
+            "status",
+            "latency_ms",
+            "bytes",
+            "template_new",
+            "client",
+        ])?
+        .as_single_chunk_par()
+        .take(&idx)?;
+    sorted.with_column(sorted_idx_column("window", order.window))?;
+    sorted.with_column(sorted_idx_column("client_run", order.client_run))?;
+    sorted.with_column(Column::new("template_first".into(), order.template_first))?;
+
     let severity_is = |code: u8| col("severity").eq(lit(code)).cast(DataType::Int64).sum();
-    let per_window = base.clone().group_by([col("svc_key"), col("wi")]).agg([
-        len().cast(DataType::Int64).alias("count"),
-        severity_is(SEVERITY_ERROR).alias("errors"),
-        severity_is(SEVERITY_WARN).alias("warns"),
-        col("status")
-            .gt_eq(lit(400))
-            .and(col("status").lt(lit(500)))
-            .cast(DataType::Int64)
-            .sum()
-            .alias("s4xx"),
-        col("status")
-            .gt_eq(lit(500))
-            .cast(DataType::Int64)
-            .sum()
-            .alias("s5xx"),
-        col("status")
-            .count()
-            .cast(DataType::Int64)
-            .alias("n_status"),
-        col("latency_ms").mean().alias("latency_mean"),
-        col("latency_ms")
-            .quantile(lit(0.95), QuantileMethod::Linear)
-            .alias("latency_p95"),
-        col("latency_ms").max().alias("latency_max"),
-        col("bytes").sum().cast(DataType::Float64).alias("bytes"),
-        col("template_id")
-            .n_unique()
-            .cast(DataType::Int64)
-            .alias("distinct_templates"),
-        col("template_id")
-            .filter(col("tpl_first_wi").eq(col("wi")))
-            .n_unique()
-            .cast(DataType::Int64)
-            .alias("new_templates"),
-    ]);
-    // clients per window from the (client, service, window) pairs: their
-    // number is the distinct clients, the largest is the top client's lines
-    let per_client = base
-        .filter(col("client_ip").is_not_null())
-        .group_by([col("client_window")])
-        .agg([col("svc_key").first(), col("wi").first(), len().alias("n")])
-        .group_by([col("svc_key"), col("wi")])
+    let has_client = col("client").is_not_null();
+    let df = sorted
+        .lazy()
+        // per line: the lines of its client in its window (0 without a
+        // client), and whether it is the first of that client there
+        .with_columns([
+            when(has_client.clone())
+                .then(len().over([col("client_run")]).cast(DataType::Int64))
+                .otherwise(lit(0i64))
+                .alias("client_lines"),
+            has_client
+                .and(
+                    col("client_run")
+                        .neq(col("client_run").shift(lit(1)))
+                        .fill_null(lit(true)),
+                )
+                .alias("client_first"),
+        ])
+        .group_by([col("window")])
         .agg([
-            len().cast(DataType::Int64).alias("distinct_clients"),
-            col("n").sum().cast(DataType::Int64).alias("n_client"),
-            col("n").max().cast(DataType::Int64).alias("top_n"),
-        ]);
-    let df = per_window
-        .join(
-            per_client,
-            [col("svc_key"), col("wi")],
-            [col("svc_key"), col("wi")],
-            JoinArgs::new(JoinType::Left),
-        )
-        .join(
-            services.lazy(),
-            [col("svc_key")],
-            [col("svc_key")],
-            JoinArgs::new(JoinType::Left),
-        )
-        .sort(["svc", "wi"], SortMultipleOptions::default())
+            len().cast(DataType::Int64).alias("count"),
+            severity_is(SEVERITY_ERROR).alias("errors"),
+            severity_is(SEVERITY_WARN).alias("warns"),
+            col("status")
+                .gt_eq(lit(400))
+                .and(col("status").lt(lit(500)))
+                .cast(DataType::Int64)
+                .sum()
+                .alias("s4xx"),
+            col("status")
+                .gt_eq(lit(500))
+                .cast(DataType::Int64)
+                .sum()
+                .alias("s5xx"),
+            col("status")
+                .count()
+                .cast(DataType::Int64)
+                .alias("n_status"),
+            col("latency_ms").mean().alias("latency_mean"),
+            col("latency_ms")
+                .quantile(lit(0.95), QuantileMethod::Linear)
+                .alias("latency_p95"),
+            col("latency_ms").max().alias("latency_max"),
+            col("bytes").sum().cast(DataType::Float64).alias("bytes"),
+            col("template_first")
+                .cast(DataType::Int64)
+                .sum()
+                .alias("distinct_templates"),
+            col("template_first")
+                .and(col("template_new"))
+                .cast(DataType::Int64)
+                .sum()
+                .alias("new_templates"),
+            col("client_first")
+                .cast(DataType::Int64)
+                .sum()
+                .alias("distinct_clients"),
+            col("client")
+                .count()
+                .cast(DataType::Int64)
+                .alias("n_client"),
+            col("client_lines").max().alias("top_n"),
+        ])
         .collect()
         .context("computing window features with Polars")?;
 
-    let svc: Vec<String> = df
-        .column("svc")?
-        .str()?
-        .into_iter()
-        .map(|s| s.unwrap_or("-").to_string())
-        .collect();
-    let wi = i64_col(&df, "wi")?;
+    let row = df.column("window")?.idx()?;
     let count = i64_col(&df, "count")?;
     let errors = i64_col(&df, "errors")?;
     let warns = i64_col(&df, "warns")?;
@@ -364,68 +616,65 @@ pub fn compute(input: FeatureInput, window_us: i64, warmup: usize) -> Result<Win
     let n_client = i64_col(&df, "n_client")?;
     let top_n = i64_col(&df, "top_n")?;
 
-    // gap filling: every window between a service's first and last exists
+    // every window of each service's span is a row: silent ones keep count
+    // 0 and no latency
+    let total: usize = order.spans.iter().map(|s| s.1).sum();
     let mut out = Windows {
         window_us,
         span,
+        errors: vec![0; total],
+        warns: vec![0; total],
+        status_lines: vec![0.0; total],
+        client_lines: vec![0.0; total],
         ..Default::default()
     };
-    let mut rows: Vec<[f64; 13]> = Vec::with_capacity(df.height());
-    let mut i = 0;
-    while i < svc.len() {
-        let mut j = i;
-        while j < svc.len() && svc[j] == svc[i] {
-            j += 1;
+    let mut first_of_service = Vec::with_capacity(total);
+    for (r, &(lo, len)) in order.spans.iter().enumerate() {
+        for k in 0..len {
+            out.service.push(names[r].0.clone());
+            out.start.push((lo + k as i64) * window_us);
+            first_of_service.push(k);
         }
-        let first = wi[i];
-        let mut k = i;
-        for (n_in_service, w) in (first..=wi[j - 1]).enumerate() {
-            out.service.push(svc[i].clone());
-            out.start.push(w * window_us);
-            if k < j && wi[k] == w {
-                let c = count[k] as f64;
-                let ratio = |a: i64, b: i64| if b > 0 { a as f64 / b as f64 } else { 0.0 };
-                let new_t = if n_in_service < warmup {
-                    0.0
-                } else {
-                    nt[k] as f64
-                };
-                rows.push([
-                    c,
-                    errors[k] as f64 / c,
-                    warns[k] as f64 / c,
-                    ratio(s4[k], n_status[k]),
-                    ratio(s5[k], n_status[k]),
-                    lat_mean[k],
-                    lat_p95[k],
-                    lat_max[k],
-                    if bytes[k].is_nan() { 0.0 } else { bytes[k] },
-                    dt[k] as f64,
-                    new_t,
-                    dc[k] as f64,
-                    ratio(top_n[k], n_client[k]),
-                ]);
-                out.errors.push(errors[k]);
-                out.warns.push(warns[k]);
-                out.status_lines.push(n_status[k] as f64);
-                out.client_lines.push(n_client[k] as f64);
-                k += 1;
-            } else {
-                let mut r = [0.0; 13];
-                r[F_LAT_MEAN] = f64::NAN;
-                r[F_LAT_MEAN + 1] = f64::NAN;
-                r[F_LAT_MAX] = f64::NAN;
-                rows.push(r);
-                out.errors.push(0);
-                out.warns.push(0);
-                out.status_lines.push(0.0);
-                out.client_lines.push(0.0);
-            }
-        }
-        i = j;
     }
-    let n = rows.len();
-    out.x = Array2::from_shape_vec((n, FEATURES.len()), rows.concat())?;
+    let mut x = Array2::zeros((total, FEATURES.len()));
+    for o in 0..total {
+        for f in LATENCIES {
+            x[[o, f]] = f64::NAN;
+        }
+    }
+    let ratio = |a: i64, b: i64| if b > 0 { a as f64 / b as f64 } else { 0.0 };
+    for (k, o) in row.into_no_null_iter().enumerate() {
+        let o = o as usize;
+        let c = count[k] as f64;
+        let new_t = if first_of_service[o] < warmup {
+            0.0
+        } else {
+            nt[k] as f64
+        };
+        let values = [
+            c,
+            errors[k] as f64 / c,
+            warns[k] as f64 / c,
+            ratio(s4[k], n_status[k]),
+            ratio(s5[k], n_status[k]),
+            lat_mean[k],
+            lat_p95[k],
+            lat_max[k],
+            if bytes[k].is_nan() { 0.0 } else { bytes[k] },
+            dt[k] as f64,
+            new_t,
+            dc[k] as f64,
+            ratio(top_n[k], n_client[k]),
+        ];
+        for (f, v) in values.into_iter().enumerate() {
+            x[[o, f]] = v;
+        }
+        out.errors[o] = errors[k];
+        out.warns[o] = warns[k];
+        out.status_lines[o] = n_status[k] as f64;
+        out.client_lines[o] = n_client[k] as f64;
+    }
+    out.x = x;
     Ok(out)
 }
 
@@ -865,6 +1114,28 @@ mod tests {
         .unwrap();
         let w = compute(FeatureInput::from_named(named).unwrap(), M, 0).unwrap();
         assert_eq!((w.x[[0, 11]], w.x[[0, 12]]), (0.0, 0.0));
+    }
+
+    #[test]
+    fn window_order_sorts_by_window_then_client() {
+        // rows: (service rank, window, client, template)
+        let rank = [1, 0, 0, 1, 0, 0, 0];
+        let wi = [5, 7, 5, 5, 5, 7, 5];
+        let client = [9, 1, 0, 9, 2, 1, 2];
+        let no_client = [false, false, true, false, false, false, false];
+        let template = [3, 3, 3, 3, 4, 4, 3];
+        let o = window_order(2, &rank, &wi, &client, &no_client, &template);
+        // service 0 spans windows 5..=7 (6 is silent), service 1 window 5
+        assert_eq!(o.spans, [(5, 3), (5, 1)]);
+        // service 0 window 5: client 2 twice, then the line without one;
+        // window 7: client 1 twice; service 1 window 5: client 9 twice
+        assert_eq!(o.rows, [4, 6, 2, 1, 5, 0, 3]);
+        assert_eq!(o.window, [0, 0, 0, 2, 2, 3, 3]);
+        assert_eq!(o.client_run, [0, 0, 1, 2, 2, 3, 3]);
+        assert_eq!(
+            o.template_first,
+            [true, true, false, true, true, true, false]
+        );
     }
 
     /// `n` consecutive windows of service `s`, every feature 0.
