@@ -60,12 +60,29 @@ impl DetectOpts {
         title: &str,
     ) -> Result<Detection> {
         let settings = self.settings(cfg)?;
+        keep_freed_memory();
         let det = detect::run(store, scope, &settings)?;
         if let Some(path) = &self.report {
             let html = crate::report::html(&det, title)?;
             std::fs::write(path, html).with_context(|| format!("cannot write report {path}"))?;
         }
         Ok(det)
+    }
+}
+
+/// Lets the allocator keep freed memory for reuse instead of handing every
+/// large block back to the kernel and faulting fresh zeroed pages in for the
+/// next: detection allocates and drops many 1M-row columns. For the one-shot
+/// commands only (a server would keep its peak); glibc only. On the 1M-line
+/// analyze (seven A/B rounds, see README) detection was faster in six, peak
+/// memory +50-60 MB.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes glibc's allocation thresholds; it is
+    // called before detection starts its threads' allocations.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
     }
 }
 
