@@ -1122,6 +1122,10 @@ mod tests {
             o.template_first,
             [true, true, false, true, true, true, false]
         );
+        // ids too sparse for a table go through a map, with the same result
+        let sparse: Vec<u32> = template.iter().map(|t| t * 1_000_000_000).collect();
+        let s = window_order(2, &rank, &wi, &client, &no_client, &sparse);
+        assert_eq!(s.template_first, o.template_first);
     }
 
     /// `n` consecutive windows of service `s`, every feature 0.
