@@ -30,7 +30,9 @@ pub const FEATURES: [&str; 13] = [
 pub const F_COUNT: usize = 0;
 pub const F_LAT_MEAN: usize = 5;
 pub const F_LAT_MAX: usize = 7;
+const F_BYTES: usize = 8;
 pub const F_NEW_TEMPLATES: usize = 10;
+const F_CLIENTS: usize = 11;
 const F_TOP_CLIENT: usize = 12;
 
 /// Window rows sorted by (service, window_start).
@@ -84,6 +86,17 @@ impl Lines {
         match f {
             3 | 4 => self.with_status,
             F_TOP_CLIENT => self.with_client,
+            _ => self.all,
+        }
+    }
+
+    /// The lines a size-dependent feature grows with: bytes with the
+    /// requests (lines with a status), clients with the lines that have a
+    /// client, distinct templates with all lines.
+    pub fn size_for(&self, f: usize) -> f64 {
+        match f {
+            F_BYTES => self.with_status,
+            F_CLIENTS | F_TOP_CLIENT => self.with_client,
             _ => self.all,
         }
     }
@@ -774,12 +787,13 @@ impl Baseline {
         if f == F_COUNT && lines.expected.is_finite() && raw.is_finite() {
             return count_deviance(raw, lines.expected) / self.count_dispersion.sqrt();
         }
-        self.z_of(f, raw, lines.all, lines.of_share(f))
+        self.z_of(f, raw, lines)
     }
 
-    /// The band feature `f` is compared with in a window of `count` lines.
-    pub fn band(&self, f: usize, count: f64) -> Band {
-        let sized = match size_class(count) {
+    /// The band feature `f` is compared with in a window whose size for it
+    /// (`Lines::size_for`) is `size`.
+    pub fn band(&self, f: usize, size: f64) -> Band {
+        let sized = match size_class(size) {
             Some(c) if SIZE_DEPENDENT.contains(&f) => self.sized.get(&(f, c)),
             _ => None,
         };
@@ -791,19 +805,26 @@ impl Baseline {
     }
 
     /// Robust z-score of a raw value of feature `f` in a window of `count`
-    /// lines, shares taken over all of them.
+    /// lines, shares and sizes taken over all of them.
     pub fn z(&self, f: usize, raw: f64, count: f64) -> f64 {
-        self.z_of(f, raw, count, count)
+        self.z_of(f, raw, &Lines::just(count))
     }
 
-    /// Like `z`, a share being of `share_lines` of the `count` lines.
-    fn z_of(&self, f: usize, raw: f64, count: f64, share_lines: f64) -> f64 {
+    /// Like `z_at`, the count included among the scaled features.
+    fn z_of(&self, f: usize, raw: f64, lines: &Lines) -> f64 {
+        let count = lines.all;
         if !raw.is_finite() {
             return 0.0;
         }
-        let band = self.band(f, count);
+        let size = lines.size_for(f);
+        if SIZE_DEPENDENT.contains(&f) && count >= 1.0 && size < 1.0 {
+            // lines but none of those the feature comes from (no request in
+            // a minute of app lines has no bytes): nothing to compare
+            return 0.0;
+        }
+        let band = self.band(f, size);
         if RATIOS.contains(&f) {
-            return share_z(raw, band.typical, share_lines);
+            return share_z(raw, band.typical, lines.of_share(f));
         }
         let z = (transform(f, raw) - band.median) / band.scale;
         let shrunk = LATENCIES.contains(&f) || (SIZE_DEPENDENT.contains(&f) && count >= 1.0);
@@ -841,15 +862,15 @@ fn baseline_of(w: &Windows, rows: std::ops::Range<usize>) -> Baseline {
         b.scale[f] = band.scale;
         b.typical[f] = band.typical;
     }
-    let mut by_class: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
-    for &r in &all {
-        if let Some(c) = size_class(w.x[[r, F_COUNT]]) {
-            by_class.entry(c).or_default().push(r);
+    for f in SIZE_DEPENDENT {
+        let mut by_class: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
+        for &r in &all {
+            if let Some(c) = size_class(w.lines(r).size_for(f)) {
+                by_class.entry(c).or_default().push(r);
+            }
         }
-    }
-    for (c, rows) in by_class {
-        if rows.len() >= SIZED_MIN_WINDOWS {
-            for f in SIZE_DEPENDENT {
+        for (c, rows) in by_class {
+            if rows.len() >= SIZED_MIN_WINDOWS {
                 b.sized.insert((f, c), band_of(w, &rows, f));
             }
         }
@@ -1221,6 +1242,42 @@ mod tests {
         w.status_lines[0] = 0.0;
         w.x[[0, 3]] = 0.0;
         assert_eq!(baselines(&w)[0].1.typical[3], 0.05);
+    }
+
+    #[test]
+    fn bytes_and_clients_follow_the_requests_not_all_lines() {
+        // 20 lines a minute: 10 requests of 100 bytes from 5 clients, or, in
+        // a third of the minutes, 2 requests (200 bytes, 2 clients)
+        let n = 600;
+        let mut w = one_service(n);
+        for i in 0..n {
+            let requests = if i % 3 == 0 { 2.0 } else { 10.0 };
+            w.x[[i, F_COUNT]] = 20.0;
+            w.x[[i, F_BYTES]] = 100.0 * requests;
+            w.x[[i, F_CLIENTS]] = requests.min(5.0);
+            w.status_lines.push(requests);
+            w.client_lines.push(requests);
+        }
+        let b = &baselines(&w)[0].1;
+        let lines = |requests: f64| Lines {
+            all: 20.0,
+            with_status: requests,
+            with_client: requests,
+            expected: f64::NAN,
+        };
+        // two requests are compared with the minutes of two requests...
+        assert_eq!(b.band(F_BYTES, 2.0).typical, 200.0);
+        assert!(b.z_at(F_BYTES, 200.0, &lines(2.0)).abs() < 0.01);
+        assert!(b.z_at(F_CLIENTS, 2.0, &lines(2.0)).abs() < 0.01);
+        // ...not with the service's typical minute (all have 20 lines)
+        assert_eq!(b.band(F_BYTES, 20.0).typical, 1000.0);
+        assert!(b.z_at(F_BYTES, 200.0, &Lines::just(20.0)) < -1.0);
+        // a minute of app lines without a request has no bytes or clients
+        // to compare
+        assert_eq!(b.z_at(F_BYTES, 0.0, &lines(0.0)), 0.0);
+        assert_eq!(b.z_at(F_CLIENTS, 0.0, &lines(0.0)), 0.0);
+        // a silent minute keeps its weight
+        assert!(b.z_at(F_BYTES, 0.0, &Lines::just(0.0)) < -NORMAL_BAND);
     }
 
     #[test]

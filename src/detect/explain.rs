@@ -56,7 +56,7 @@ pub fn top_reasons(row: &[f64], base: &Baseline, lines: &Lines, k: usize) -> Vec
             let typical = if f == f_count && lines.expected.is_finite() {
                 lines.expected
             } else {
-                base.band(f, lines.all).typical
+                base.band(f, lines.size_for(f)).typical
             };
             Reason {
                 feature: name.to_string(),
