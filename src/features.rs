@@ -810,7 +810,8 @@ impl Baseline {
         self.z_of(f, raw, &Lines::just(count))
     }
 
-    /// Like `z_at`, the count included among the scaled features.
+    /// The z of `raw` against the band of the window's size for `f`,
+    /// a share over the lines it is a share of, a count on the log scale.
     fn z_of(&self, f: usize, raw: f64, lines: &Lines) -> f64 {
         let count = lines.all;
         if !raw.is_finite() {
@@ -818,8 +819,8 @@ impl Baseline {
         }
         let size = lines.size_for(f);
         if SIZE_DEPENDENT.contains(&f) && count >= 1.0 && size < 1.0 {
-            // lines but none of those the feature comes from (no request in
-            // a minute of app lines has no bytes): nothing to compare
+            // lines, but none of those the feature comes from (a minute of
+            // app lines without a request has no bytes): nothing to compare
             return 0.0;
         }
         let band = self.band(f, size);
