@@ -516,16 +516,7 @@ pub fn compute(input: FeatureInput, window_us: i64, warmup: usize) -> Result<Win
     for (r, (_, k)) in names.iter().enumerate() {
         rank.insert(*k, r as u32);
     }
-    // a few services: a scan of their keys beats hashing every line
-    let keys: Vec<u64> = names.iter().map(|(_, k)| *k).collect();
-    let svc_rank: Vec<u32> = if keys.len() <= 8 {
-        line_keys
-            .iter()
-            .map(|k| keys.iter().position(|x| x == k).unwrap_or(0) as u32)
-            .collect()
-    } else {
-        line_keys.iter().map(|k| rank[k]).collect()
-    };
+    let svc_rank: Vec<u32> = line_keys.iter().map(|k| rank[k]).collect();
     let (wi, _) = values_of(keyed.column("wi")?.i64()?);
     let (client, no_client) = values_of(keyed.column("client")?.u64()?);
     let no_client = no_client.unwrap_or_else(|| vec![false; client.len()]);
@@ -779,17 +770,6 @@ pub fn count_deviance(x: f64, expected: f64) -> f64 {
 }
 
 impl Baseline {
-    /// Robust z-score of a raw value of feature `f` in a window of `lines`:
-    /// a count is compared with the count expected just before the window
-    /// (when known), by its Poisson deviance over the service's dispersion;
-    /// a share by its deviance over the lines it is a share of.
-    pub fn z_at(&self, f: usize, raw: f64, lines: &Lines) -> f64 {
-        if f == F_COUNT && lines.expected.is_finite() && raw.is_finite() {
-            return count_deviance(raw, lines.expected) / self.count_dispersion.sqrt();
-        }
-        self.z_of(f, raw, lines)
-    }
-
     /// The band feature `f` is compared with in a window whose size for it
     /// (`Lines::size_for`) is `size`.
     pub fn band(&self, f: usize, size: f64) -> Band {
@@ -804,19 +784,19 @@ impl Baseline {
         })
     }
 
-    /// Robust z-score of a raw value of feature `f` in a window of `count`
-    /// lines, shares and sizes taken over all of them.
-    pub fn z(&self, f: usize, raw: f64, count: f64) -> f64 {
-        self.z_of(f, raw, &Lines::just(count))
-    }
-
-    /// The z of `raw` against the band of the window's size for `f`,
-    /// a share over the lines it is a share of, a count on the log scale.
-    fn z_of(&self, f: usize, raw: f64, lines: &Lines) -> f64 {
-        let count = lines.all;
+    /// Robust z-score of a raw value of feature `f` in a window of `lines`:
+    /// a count is compared with the count expected just before the window
+    /// (when known), by its Poisson deviance over the service's dispersion,
+    /// else on the log scale; a share by its deviance over the lines it is a
+    /// share of; the rest against the band of the window's size for `f`.
+    pub fn z_at(&self, f: usize, raw: f64, lines: &Lines) -> f64 {
         if !raw.is_finite() {
             return 0.0;
         }
+        if f == F_COUNT && lines.expected.is_finite() {
+            return count_deviance(raw, lines.expected) / self.count_dispersion.sqrt();
+        }
+        let count = lines.all;
         let size = lines.size_for(f);
         if SIZE_DEPENDENT.contains(&f) && count >= 1.0 && size < 1.0 {
             // lines, but none of those the feature comes from (a minute of
@@ -1172,17 +1152,17 @@ mod tests {
         let b = baselines(&w);
         assert_eq!(b[0].1.typical[F_COUNT], 12.0);
         // 100 lines where 12 are typical: ln(101/13) / 0.25 ≈ 8
-        assert!(b[0].1.z(F_COUNT, 100.0, 100.0) > 7.0);
+        assert!(b[0].1.z_at(F_COUNT, 100.0, &Lines::just(100.0)) > 7.0);
         let z = scaled(&w, &b);
         assert!(z[[7, F_COUNT]] > 4.0, "{}", z[[7, F_COUNT]]);
         // ordinary jitter is inside the normal band
         assert_eq!(z[[2, F_COUNT]], 0.0);
         assert_eq!(z[[4, F_COUNT]], 0.0);
         // a silent window is far below
-        assert!(b[0].1.z(F_COUNT, 0.0, 0.0) < -9.0);
+        assert!(b[0].1.z_at(F_COUNT, 0.0, &Lines::just(0.0)) < -9.0);
         // 2 errors in 8 lines weigh less than 200 in 800
-        let small = b[0].1.z(1, 0.25, 8.0);
-        let big = b[0].1.z(1, 0.25, 800.0);
+        let small = b[0].1.z_at(1, 0.25, &Lines::just(8.0));
+        let big = b[0].1.z_at(1, 0.25, &Lines::just(800.0));
         assert!(small > 0.0 && big > 5.0 * small, "{small} {big}");
     }
 
@@ -1205,12 +1185,15 @@ mod tests {
         assert_eq!(b.band(top, 40.0).typical, 0.15);
         assert_eq!(b.band(dc, 6.0).typical, 2.0, "4-7 lines share a class");
         // a night minute as usual is normal; the same share by day is not
-        assert!(b.z(top, 0.6, 5.0).abs() < 0.01);
-        assert!(b.z(top, 0.6, 40.0) > NORMAL_BAND);
-        assert!(b.z(dc, 2.0, 5.0).abs() < 0.01);
+        assert!(b.z_at(top, 0.6, &Lines::just(5.0)).abs() < 0.01);
+        assert!(b.z_at(top, 0.6, &Lines::just(40.0)) > NORMAL_BAND);
+        assert!(b.z_at(dc, 2.0, &Lines::just(5.0)).abs() < 0.01);
         // a silent window has no class: the service-wide band, unshrunk
         assert_eq!(b.band(dc, 0.0).median, b.median[dc]);
-        assert_eq!(b.z(dc, 0.0, 0.0), -b.median[dc] / b.scale[dc]);
+        assert_eq!(
+            b.z_at(dc, 0.0, &Lines::just(0.0)),
+            -b.median[dc] / b.scale[dc]
+        );
         // sizes with too few windows fall back to the service's band
         assert_eq!(b.band(dc, 300.0).median, b.median[dc]);
     }
