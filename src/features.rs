@@ -6,6 +6,7 @@
 //! 0), and robust per-service scaling.
 //! Pure: takes a DataFrame, returns plain arrays.
 
+use crate::record::{Level, LogBatch};
 use anyhow::{Context, Result};
 use ndarray::Array2;
 use polars::prelude::*;
@@ -228,6 +229,125 @@ impl FeatureInput {
     }
 }
 
+/// Key of a service name or client address in lines taken from parsed
+/// batches (`BatchLines`): a fixed-seed hash, so every batch keys a name
+/// alike. Any 64-bit key serves `compute`; only the service names map back.
+fn line_key(s: &str) -> u64 {
+    ahash::RandomState::with_seeds(
+        0x243f_6a88_85a3_08d3,
+        0x1319_8a2e_0370_7344,
+        0xa409_3822_299f_31d0,
+        0x082e_fa98_ec4e_6c89,
+    )
+    .hash_one(s)
+}
+
+/// One parsed batch's lines in the shape of `INPUT_SQL_COLUMNS` (without
+/// `tpl_first_us`, which is known once all batches are mined) and its
+/// service names: what `analyze` keeps of each batch it loads, so that
+/// detection need not read the lines back from DuckDB.
+#[derive(Debug)]
+pub struct BatchLines {
+    lines: DataFrame,
+    names: Vec<(u64, String)>,
+}
+
+impl BatchLines {
+    /// Takes the feature columns of `b` (the service is its service, else
+    /// its host, else "-", as in `SERVICE_SQL_COLUMNS`).
+    pub fn of(b: &LogBatch) -> Result<BatchLines> {
+        let n = b.len();
+        let mut names: Vec<(u64, String)> = Vec::new();
+        let mut seen = ahash::AHashSet::new();
+        let mut svc_key = Vec::with_capacity(n);
+        let mut client = Vec::with_capacity(n);
+        for i in 0..n {
+            let name = b.service.get(i).or_else(|| b.host.get(i)).unwrap_or("-");
+            let k = line_key(name);
+            if seen.insert(k) {
+                names.push((k, name.to_string()));
+            }
+            svc_key.push(k);
+            client.push(b.client_ip.get(i).map(line_key));
+        }
+        let severity: Vec<u8> = b
+            .level
+            .iter()
+            .map(|l| match l {
+                Some(Level::Error | Level::Fatal) => SEVERITY_ERROR,
+                Some(Level::Warn) => SEVERITY_WARN,
+                _ => 0,
+            })
+            .collect();
+        let lines = DataFrame::new(vec![
+            Column::new("ts_us".into(), &b.ts),
+            Column::new("svc_key".into(), svc_key),
+            Column::new("severity".into(), severity),
+            Column::new("status".into(), &b.status),
+            Column::new("latency_ms".into(), &b.latency_ms),
+            Column::new("bytes".into(), &b.bytes),
+            Column::new("template_id".into(), &b.template_id),
+            Column::new("client_ip".into(), client),
+        ])?;
+        Ok(BatchLines { lines, names })
+    }
+}
+
+/// Gathers `BatchLines` into a `FeatureInput` (see `BatchLines`).
+#[derive(Debug, Default)]
+pub struct LinesCollector {
+    frames: Vec<DataFrame>,
+    names: Vec<(u64, String)>,
+}
+
+impl LinesCollector {
+    pub fn push(&mut self, part: BatchLines) {
+        for (k, name) in part.names {
+            if !self.names.iter().any(|(seen, _)| *seen == k) {
+                self.names.push((k, name));
+            }
+        }
+        self.frames.push(part.lines);
+    }
+
+    /// Appends every part of `other`.
+    pub fn append(&mut self, other: LinesCollector) {
+        for (k, name) in other.names {
+            if !self.names.iter().any(|(seen, _)| *seen == k) {
+                self.names.push((k, name));
+            }
+        }
+        self.frames.extend(other.frames);
+    }
+
+    /// The input for `compute`; `first_seen(template_id)` is the first
+    /// sighting of a template in the whole database (epoch µs), as the
+    /// `templates` table holds it.
+    pub fn finish(self, first_seen: impl Fn(u32) -> Option<i64>) -> Result<FeatureInput> {
+        let mut frames = self.frames.into_iter();
+        let Some(mut lines) = frames.next() else {
+            return Ok(FeatureInput::default());
+        };
+        for f in frames {
+            lines.vstack_mut_owned(f)?;
+        }
+        lines.align_chunks_par();
+        let tpl_first: Vec<Option<i64>> = lines
+            .column("template_id")?
+            .u32()?
+            .into_iter()
+            .map(|t| t.and_then(&first_seen))
+            .collect();
+        lines.with_column(Column::new("tpl_first_us".into(), tpl_first))?;
+        let (keys, names): (Vec<u64>, Vec<String>) = self.names.into_iter().unzip();
+        let services = DataFrame::new(vec![
+            Column::new("svc_key".into(), keys),
+            Column::new("svc".into(), names),
+        ])?;
+        Ok(FeatureInput { lines, services })
+    }
+}
+
 /// A string column as 64-bit keys: each distinct value's dictionary code.
 fn dictionary_code(name: &str) -> Expr {
     col(name)
@@ -263,9 +383,12 @@ struct WindowOrder {
     rows: Vec<IdxSize>,
     /// Per sorted row: its window's output row (ascending).
     window: Vec<IdxSize>,
-    /// Per sorted row: its (window, client) run, numbered in order; the
-    /// lines without a client form a run of their own.
-    client_run: Vec<IdxSize>,
+    /// Per sorted row: whether it is the first line of its client in its
+    /// window (false without a client).
+    client_first: Vec<bool>,
+    /// Per sorted row: the lines of its client in its window (0 without a
+    /// client); a window's largest is its top client's lines.
+    client_lines: Vec<IdxSize>,
     /// Per sorted row: whether it is the first line of its template in its
     /// window.
     template_first: Vec<bool>,
@@ -355,7 +478,8 @@ fn window_order(
     for k in 0..total {
         window[start[k]..start[k + 1]].fill(k as IdxSize);
     }
-    let mut client_run = Vec::with_capacity(n);
+    let mut client_first = Vec::with_capacity(n);
+    let mut client_lines = vec![0 as IdxSize; n];
     let mut template_first = Vec::with_capacity(n);
     // the last window each template was seen in, by template (+1), in a
     // table where ids are dense (the miner's are), else in a map
@@ -366,16 +490,19 @@ fn window_order(
         .unwrap_or(0);
     let mut dense = (max_template <= 4 * n + 1024).then(|| vec![IdxSize::MAX; max_template + 1]);
     let mut sparse = ahash::AHashMap::new();
-    let mut run: IdxSize = 0;
+    // the (window, client) run the rows since `run_start` belong to
+    let mut run_start = 0;
     for k in 0..n {
         let e = &entries[k];
-        if k > 0 {
+        let new_run = k == 0 || {
             let p = &entries[k - 1];
-            if window[k] != window[k - 1] || (e.none, e.client) != (p.none, p.client) {
-                run += 1;
-            }
+            window[k] != window[k - 1] || (e.none, e.client) != (p.none, p.client)
+        };
+        if new_run {
+            close_client_run(&entries, &mut client_lines, run_start..k);
+            run_start = k;
         }
-        client_run.push(run);
+        client_first.push(new_run && !e.none);
         let t = e.template as usize;
         let last = match dense.as_mut() {
             Some(d) => std::mem::replace(&mut d[t], window[k]),
@@ -383,13 +510,29 @@ fn window_order(
         };
         template_first.push(last != window[k]);
     }
+    close_client_run(&entries, &mut client_lines, run_start..n);
     WindowOrder {
         spans,
         rows: entries.iter().map(|e| e.row).collect(),
         window,
-        client_run,
+        client_first,
+        client_lines,
         template_first,
     }
+}
+
+/// Gives each line of one client's run of sorted `entries` the run's length
+/// (the lines without a client keep 0).
+fn close_client_run(
+    entries: &[OrderEntry],
+    client_lines: &mut [IdxSize],
+    run: std::ops::Range<usize>,
+) {
+    if run.is_empty() || entries[run.start].none {
+        return;
+    }
+    let len = run.len() as IdxSize;
+    client_lines[run].fill(len);
 }
 
 /// A numeric column's values and, when it has nulls, which are null (the
@@ -542,30 +685,15 @@ pub fn compute(input: FeatureInput, window_us: i64, warmup: usize) -> Result<Win
         .as_single_chunk_par()
         .take(&idx)?;
     sorted.with_column(sorted_idx_column("window", order.window))?;
-    sorted.with_column(sorted_idx_column("client_run", order.client_run))?;
+    sorted.with_column(Column::new("client_first".into(), order.client_first))?;
+    sorted.with_column(Column::new("client_lines".into(), order.client_lines))?;
     sorted.with_column(Column::new("template_first".into(), order.template_first))?;
 
     let lines_where = |e: Expr| e.cast(DataType::Int64).sum();
     let severity_is = |code: u8| lines_where(col("severity").eq(lit(code)));
     let status_is = |code: u8| lines_where(col("status_class").eq(lit(code)));
-    let has_client = col("has_client");
     let df = sorted
         .lazy()
-        // per line: the lines of its client in its window (0 without a
-        // client), and whether it is the first of that client there
-        .with_columns([
-            when(has_client.clone())
-                .then(len().over([col("client_run")]).cast(DataType::Int64))
-                .otherwise(lit(0i64))
-                .alias("client_lines"),
-            has_client
-                .and(
-                    col("client_run")
-                        .neq(col("client_run").shift(lit(1)))
-                        .fill_null(lit(true)),
-                )
-                .alias("client_first"),
-        ])
         .group_by([col("window")])
         .agg([
             len().cast(DataType::Int64).alias("count"),
@@ -584,7 +712,10 @@ pub fn compute(input: FeatureInput, window_us: i64, warmup: usize) -> Result<Win
             lines_where(col("template_first").and(col("template_new"))).alias("new_templates"),
             lines_where(col("client_first")).alias("distinct_clients"),
             lines_where(col("has_client")).alias("n_client"),
-            col("client_lines").max().alias("top_n"),
+            col("client_lines")
+                .max()
+                .cast(DataType::Int64)
+                .alias("top_n"),
         ])
         .collect()
         .context("computing window features with Polars")?;
@@ -1064,6 +1195,128 @@ mod tests {
     }
 
     #[test]
+    fn lines_kept_from_parsed_batches_give_the_same_windows() {
+        // (ts, service, host, level, status, latency, template, client)
+        type Line<'a> = (
+            Option<i64>,
+            Option<&'a str>,
+            Option<&'a str>,
+            Level,
+            Option<i32>,
+            Option<f64>,
+            u32,
+            Option<&'a str>,
+        );
+        let first_seen = |t: u32| Some([0, 1, 3 * M + 5][t as usize - 1]);
+        let batch = |lines: &[Line<'_>]| {
+            let mut b = LogBatch::default();
+            for (i, l) in lines.iter().enumerate() {
+                b.ts.push(l.0);
+                b.service.push(l.1);
+                b.host.push(l.2);
+                b.level.push(Some(l.3));
+                b.status.push(l.4);
+                b.latency_ms.push(l.5);
+                b.bytes.push(Some(10));
+                b.template_id.push(l.6);
+                b.client_ip.push(l.7);
+                b.line_no.push(i as i64 + 1);
+            }
+            BatchLines::of(&b).unwrap()
+        };
+        let mut kept = LinesCollector::default();
+        kept.push(batch(&[
+            (
+                Some(0),
+                Some("a"),
+                None,
+                Level::Info,
+                Some(200),
+                Some(10.0),
+                1,
+                Some("c1"),
+            ),
+            (
+                Some(1),
+                Some("a"),
+                Some("h"),
+                Level::Error,
+                Some(503),
+                Some(30.0),
+                2,
+                Some("c1"),
+            ),
+            // a line without a time is stored but in no window
+            (None, Some("a"), None, Level::Fatal, None, None, 2, None),
+        ]));
+        let mut second = LinesCollector::default();
+        second.push(batch(&[
+            (
+                Some(2),
+                Some("a"),
+                None,
+                Level::Warn,
+                Some(404),
+                None,
+                1,
+                Some("c2"),
+            ),
+            (
+                Some(3 * M + 5),
+                Some("a"),
+                None,
+                Level::Info,
+                Some(200),
+                Some(20.0),
+                3,
+                Some("c3"),
+            ),
+            // no service: the host names it
+            (Some(M), None, Some("b"), Level::Info, None, None, 1, None),
+        ]));
+        kept.append(second);
+        let from_batches = compute(kept.finish(first_seen).unwrap(), M, 0).unwrap();
+        let named = compute(
+            frame(&[
+                (0, "a", "INFO", Some(200), Some(10.0), 1, "c1", 0),
+                (1, "a", "ERROR", Some(503), Some(30.0), 2, "c1", 1),
+                (2, "a", "WARN", Some(404), None, 1, "c2", 0),
+                (
+                    3 * M + 5,
+                    "a",
+                    "INFO",
+                    Some(200),
+                    Some(20.0),
+                    3,
+                    "c3",
+                    3 * M + 5,
+                ),
+                (M, "b", "INFO", None, None, 1, "c1", 0),
+            ]),
+            M,
+            0,
+        )
+        .unwrap();
+        assert_eq!(from_batches.service, named.service);
+        assert_eq!(from_batches.start, named.start);
+        assert_eq!(from_batches.errors, named.errors);
+        let same = |a: f64, b: f64| a == b || (a.is_nan() && b.is_nan());
+        for (f, name) in FEATURES.iter().enumerate() {
+            // the host-named line has no client in the batch, "c1" in the frame
+            let rows = if f == F_CLIENTS || f == F_TOP_CLIENT {
+                0..4
+            } else {
+                0..5
+            };
+            for r in rows {
+                let (a, b) = (from_batches.x[[r, f]], named.x[[r, f]]);
+                assert!(same(a, b), "{name} of window {r}: {a} vs {b}");
+            }
+        }
+        assert_eq!(from_batches.x[[4, F_CLIENTS]], 0.0);
+    }
+
+    #[test]
     fn lines_without_a_client_count_as_none() {
         // as DuckDB delivers them: clients as 64-bit hashes, NULL where the
         // line has no address; two services share the window and a hash
@@ -1119,7 +1372,11 @@ mod tests {
         // window 7: client 1 twice; service 1 window 5: client 9 twice
         assert_eq!(o.rows, [4, 6, 2, 1, 5, 0, 3]);
         assert_eq!(o.window, [0, 0, 0, 2, 2, 3, 3]);
-        assert_eq!(o.client_run, [0, 0, 1, 2, 2, 3, 3]);
+        assert_eq!(
+            o.client_first,
+            [true, false, false, true, false, true, false]
+        );
+        assert_eq!(o.client_lines, [2, 2, 0, 2, 2, 2, 2]);
         assert_eq!(
             o.template_first,
             [true, true, false, true, true, true, false]

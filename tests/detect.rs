@@ -267,3 +267,43 @@ fn rare_lines_give_one_whole_line_per_template_when_sources_share_line_numbers()
     assert_eq!(first["service"], svc, "{first}");
     assert!(first["ts"].as_str().unwrap().starts_with(ts), "{first}");
 }
+
+#[test]
+fn analyze_finds_from_the_lines_it_kept_what_detect_finds_from_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("x.log");
+    ok(&[
+        "generate",
+        "--lines",
+        "30000",
+        "--out",
+        s(&log),
+        "--seed",
+        "5",
+    ]);
+    let db = dir.path().join("x.duckdb");
+    // analyze scores the lines it kept while loading them...
+    let loaded: Value =
+        serde_json::from_str(&ok(&["analyze", s(&log), "--db", s(&db), "--json"])).unwrap();
+    // ...detect reads the same lines back from DuckDB
+    let stored: Value = serde_json::from_str(&ok(&["detect", "--db", s(&db), "--json"])).unwrap();
+    let key = |v: &Value| -> Vec<(String, String, String)> {
+        v["anomalies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["service"].as_str().unwrap().to_string(),
+                    a["window_start"].as_str().unwrap().to_string(),
+                    a["summary"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    assert!(!key(&loaded).is_empty());
+    assert_eq!(key(&loaded), key(&stored));
+    for field in ["windows", "service_count", "threshold", "rare_lines"] {
+        assert_eq!(loaded[field], stored[field], "{field}");
+    }
+}

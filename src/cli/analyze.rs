@@ -6,6 +6,7 @@
 
 use crate::config::Config;
 use crate::detect::Scope;
+use crate::features::{BatchLines, FeatureInput, LinesCollector};
 use crate::ingest::{parse_block, ParseSettings, Reject};
 use crate::parse::{detect, FormatChoice};
 use crate::source::{fingerprint, Source};
@@ -88,6 +89,11 @@ pub struct Summary {
     /// Anomalies and rare lines of the loaded content (absent with --no-detect).
     #[serde(flatten)]
     pub detection: Option<crate::detect::Detection>,
+    /// The window-feature input of every line stored by this run, kept
+    /// while loading (see `features::BatchLines`); `None` with --no-detect,
+    /// or when a batch's columns could not be kept.
+    #[serde(skip)]
+    pub loaded_lines: Option<FeatureInput>,
 }
 
 fn progress_bar(total: Option<u64>, name: &str) -> Option<indicatif::ProgressBar> {
@@ -109,6 +115,9 @@ fn progress_bar(total: Option<u64>, name: &str) -> Option<indicatif::ProgressBar
     Some(pb)
 }
 
+/// A `logs` record batch for the streamed INSERT, or why it could not be made.
+type ArrowBatch = Result<RecordBatch, ArrowError>;
+
 /// Record batches (of ~1 MiB of input each) queued between the parser and
 /// DuckDB: enough to keep both busy, few enough to bound memory (~40 MB).
 const IN_FLIGHT_BATCHES: usize = 32;
@@ -116,8 +125,10 @@ const IN_FLIGHT_BATCHES: usize = 32;
 /// Reads `src` block by block from `first` on, parses and mines each block
 /// on the rayon pool, and sends its lines as `logs` record batches to `tx`
 /// until the input ends or the receiver is gone. Counts go to `sum`,
-/// rejected lines to `rejects`. A read error ends the stream (the lines
-/// sent so far are still stored) and is returned.
+/// rejected lines to `rejects`. With `keep` each batch's feature columns are
+/// kept there too (`None` after a batch whose columns could not be kept). A
+/// read error ends the stream (the lines sent so far are still stored) and
+/// is returned.
 #[allow(clippy::too_many_arguments)]
 fn produce_batches(
     src: &mut Source,
@@ -126,9 +137,10 @@ fn produce_batches(
     miner: &mut Miner,
     block_bytes: usize,
     run_id: i64,
-    tx: SyncSender<Result<RecordBatch, ArrowError>>,
+    tx: SyncSender<ArrowBatch>,
     sum: &mut FileSummary,
     rejects: &mut Vec<Reject>,
+    keep: &mut Option<LinesCollector>,
     pb: Option<&indicatif::ProgressBar>,
 ) -> Result<()> {
     let mut next_line = 1i64;
@@ -138,14 +150,18 @@ fn produce_batches(
         let mut parsed = parse_block(&b, next_line, settings, miner);
         let t_arrow = Instant::now();
         let stored = parsed.stored() as u64;
-        let batches: Vec<Result<RecordBatch, ArrowError>> = std::mem::take(&mut parsed.batches)
-            .into_par_iter()
-            .filter(|lb| !lb.is_empty())
-            .map(|lb| {
-                arrow_batch::to_record_batch(lb, &src.name, run_id)
-                    .map_err(|e| ArrowError::ExternalError(e.into()))
-            })
-            .collect();
+        let keeping = keep.is_some();
+        let batches: Vec<(ArrowBatch, Option<Result<BatchLines>>)> =
+            std::mem::take(&mut parsed.batches)
+                .into_par_iter()
+                .filter(|lb| !lb.is_empty())
+                .map(|lb| {
+                    let lines = keeping.then(|| BatchLines::of(&lb));
+                    let rb = arrow_batch::to_record_batch(lb, &src.name, run_id)
+                        .map_err(|e| ArrowError::ExternalError(e.into()));
+                    (rb, lines)
+                })
+                .collect();
         tracing::debug!(
             bytes = b.len(),
             parse_ms = (t_arrow - t_parse).as_millis() as u64,
@@ -159,7 +175,15 @@ fn produce_batches(
         sum.bytes_read += b.len() as u64;
         rejects.append(&mut parsed.rejects);
         drop(parsed);
-        for batch in batches {
+        for (batch, lines) in batches {
+            match (keep.as_mut(), lines) {
+                (Some(k), Some(Ok(l))) => k.push(l),
+                (Some(_), Some(Err(e))) => {
+                    tracing::debug!("detection will read the lines back from DuckDB: {e:#}");
+                    *keep = None;
+                }
+                _ => {}
+            }
             if tx.send(batch).is_err() {
                 // DuckDB stopped reading: its error is reported by the caller
                 return Ok(());
@@ -176,6 +200,8 @@ fn produce_batches(
 
 /// Loads one source into the store. Errors before loading starts are returned;
 /// an error while loading is set in the summary, beside the counts so far.
+/// With `keep`, the feature columns of the lines stored are added to it
+/// (see `produce_batches`).
 fn load_one(
     store: &Store,
     miner: &mut Miner,
@@ -183,6 +209,7 @@ fn load_one(
     args: &AnalyzeArgs,
     cfg: &Config,
     year: i64,
+    keep: &mut Option<LinesCollector>,
 ) -> Result<FileSummary> {
     let mut src = Source::open(path)?;
     let mut sum = FileSummary {
@@ -243,6 +270,7 @@ fn load_one(
     let (tx, rx) = std::sync::mpsc::sync_channel(IN_FLIGHT_BATCHES);
     let lines = RecordBatchIterator::new(rx, std::sync::Arc::new(arrow_batch::logs_schema()));
     let mut rejects = Vec::new();
+    let mut kept = keep.as_ref().map(|_| LinesCollector::default());
     // the templates as they were, for when DuckDB rolls the INSERT back
     let miner_before = miner.clone();
     let (stored, produced) = std::thread::scope(|scope| {
@@ -257,6 +285,7 @@ fn load_one(
                 tx,
                 &mut sum,
                 &mut rejects,
+                &mut kept,
                 pb.as_ref(),
             )
         });
@@ -274,6 +303,11 @@ fn load_one(
     if stored.is_err() {
         sum.lines_stored = 0;
         *miner = miner_before;
+    } else {
+        match (keep.as_mut(), kept) {
+            (Some(k), Some(this)) => k.append(this),
+            _ => *keep = None,
+        }
     }
     let result = stored
         .and_then(|_| store.append_rejects(run_id, &src_name, &rejects))
@@ -311,8 +345,9 @@ pub fn load_files(args: &AnalyzeArgs, cfg: &Config, store: &Store) -> Result<Sum
         db: store.path.clone(),
         ..Default::default()
     };
+    let mut kept = (!args.no_detect).then(LinesCollector::default);
     for path in &args.files {
-        let fs = match load_one(store, &mut miner, path, args, cfg, year) {
+        let fs = match load_one(store, &mut miner, path, args, cfg, year, &mut kept) {
             Ok(s) => s,
             Err(e) => FileSummary {
                 source: path.clone(),
@@ -332,6 +367,14 @@ pub fn load_files(args: &AnalyzeArgs, cfg: &Config, store: &Store) -> Result<Sum
         summary.files.push(fs);
     }
     store.save_templates(miner.templates())?;
+    // a template is new in the window of its first line in the whole
+    // database, which the miner (seeded from the stored templates) knows
+    if let Some(k) = kept {
+        match k.finish(|id| miner.get(id).and_then(|t| t.first_seen)) {
+            Ok(input) => summary.loaded_lines = Some(input),
+            Err(e) => tracing::debug!("detection will read the lines back from DuckDB: {e:#}"),
+        }
+    }
     summary.templates_total = miner.len();
     summary.templates_new = miner.len() - templates_before;
     let runs: Vec<String> = summary
@@ -427,9 +470,14 @@ pub fn run(args: AnalyzeArgs, cfg: Config) -> Result<i32> {
             .iter()
             .filter_map(|f| f.run_id.or(f.prior_run_id))
             .collect();
+        // the lines kept while loading are the scope's lines unless the
+        // scope also holds files loaded before
+        let kept = summary.loaded_lines.take();
+        let lines = kept.filter(|_| summary.files.iter().all(|f| f.prior_run_id.is_none()));
         if !runs.is_empty() {
             let title = args.files.join(", ");
-            summary.detection = Some(args.detect.run(&store, &Scope::Runs(runs), &cfg, &title)?);
+            let scope = Scope::Runs(runs);
+            summary.detection = Some(args.detect.run(&store, &scope, lines, &cfg, &title)?);
             summary.seconds = t0.elapsed().as_secs_f64();
         }
     }

@@ -4,6 +4,7 @@
 
 use crate::config::Config;
 use crate::detect::{self, DetectSettings, Detection, Scope};
+use crate::features::FeatureInput;
 use crate::store::Store;
 use anyhow::{Context, Result};
 use clap::Args;
@@ -51,17 +52,19 @@ impl DetectOpts {
         DetectSettings::from_config(&c)
     }
 
-    /// Runs detection over `scope`, writing the HTML report when asked.
+    /// Runs detection over `scope` (whose lines the caller may already
+    /// hold, see `detect::run`), writing the HTML report when asked.
     pub fn run(
         &self,
         store: &Store,
         scope: &Scope,
+        lines: Option<FeatureInput>,
         cfg: &Config,
         title: &str,
     ) -> Result<Detection> {
         let settings = self.settings(cfg)?;
         keep_freed_memory();
-        let det = detect::run(store, scope, &settings)?;
+        let det = detect::run(store, scope, &settings, lines)?;
         if let Some(path) = &self.report {
             let html = crate::report::html(&det, title)?;
             std::fs::write(path, html).with_context(|| format!("cannot write report {path}"))?;
@@ -108,7 +111,7 @@ pub fn run(args: DetectArgs, cfg: Config) -> Result<i32> {
         anyhow::bail!("no database at {db}: run `logsentry analyze FILE --db {db}` first");
     }
     let store = Store::open(&db)?;
-    let det = args.opts.run(&store, &Scope::All, &cfg, &db)?;
+    let det = args.opts.run(&store, &Scope::All, None, &cfg, &db)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&det)?);
     } else {

@@ -330,7 +330,10 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     pub(super) fn add_path_lengths(trees: &[Tree], cols: &[f32], total: &mut [f64]) {
         let len = total.len();
-        assert!(len.is_multiple_of(STEP), "block of {len} rows is not whole steps");
+        assert!(
+            len.is_multiple_of(STEP),
+            "block of {len} rows is not whole steps"
+        );
         let width = trees.iter().map(|t| t.width).max().unwrap_or(1);
         assert!(width * len <= cols.len(), "block too small");
         assert!(cols.len() <= i32::MAX as usize, "block too large");

@@ -185,9 +185,19 @@ fn window_label(us: i64) -> String {
 }
 
 /// Runs features + forest + explanations over `scope` and stores the results.
-pub fn run(store: &Store, scope: &Scope, s: &DetectSettings) -> Result<Detection> {
+/// `lines` are the scope's lines when the caller has them already (`analyze`
+/// keeps those it just loaded); else they are read from DuckDB.
+pub fn run(
+    store: &Store,
+    scope: &Scope,
+    s: &DetectSettings,
+    lines: Option<FeatureInput>,
+) -> Result<Detection> {
     let t = std::time::Instant::now();
-    let lines = load_lines(store, scope).context("loading lines for detection")?;
+    let lines = match lines {
+        Some(l) => l,
+        None => load_lines(store, scope).context("loading lines for detection")?,
+    };
     let load_ms = t.elapsed().as_millis() as u64;
     let mut w = features::compute(lines, s.window_us, s.warmup_windows)?;
     w.fill_expected_counts();
