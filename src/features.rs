@@ -331,7 +331,6 @@ impl LinesCollector {
         for f in frames {
             lines.vstack_mut_owned(f)?;
         }
-        lines.align_chunks_par();
         let tpl_first: Vec<Option<i64>> = lines
             .column("template_id")?
             .u32()?
