@@ -144,20 +144,28 @@ impl Windows {
     /// traffic at that time of day, so a silent minute at noon stands out
     /// while a quiet minute at night does not.
     pub fn fill_expected_counts(&mut self) {
-        let mut out = vec![f64::NAN; self.len()];
-        let mut first_of_service = 0;
-        for (i, e) in out.iter_mut().enumerate() {
-            if i > 0 && self.service[i] != self.service[i - 1] {
-                first_of_service = i;
-            }
-            let from = i.saturating_sub(EXPECTED_TRAILING).max(first_of_service);
-            if i - from >= EXPECTED_MIN {
-                let mut v: Vec<f64> = (from..i).map(|r| self.x[[r, F_COUNT]]).collect();
-                v.sort_by(|a, b| a.total_cmp(b));
-                *e = quantile_sorted(&v, 0.5);
-            }
+        use rayon::prelude::*;
+        let mut first_of_service = vec![0; self.len()];
+        for i in 1..self.len() {
+            first_of_service[i] = if self.service[i] != self.service[i - 1] {
+                i
+            } else {
+                first_of_service[i - 1]
+            };
         }
-        self.expected_count = out;
+        let counts = self.x.column(F_COUNT);
+        self.expected_count = (0..self.len())
+            .into_par_iter()
+            .map(|i| {
+                let from = i.saturating_sub(EXPECTED_TRAILING).max(first_of_service[i]);
+                if i - from < EXPECTED_MIN {
+                    return f64::NAN;
+                }
+                let mut v: Vec<f64> = (from..i).map(|r| counts[r]).collect();
+                v.sort_by(|a, b| a.total_cmp(b));
+                quantile_sorted(&v, 0.5)
+            })
+            .collect();
     }
 
     pub fn len(&self) -> usize {
@@ -1045,19 +1053,29 @@ fn band_of(w: &Windows, rows: &[usize], f: usize) -> Band {
     }
 }
 
-/// Baselines per service, in the order services appear in `w`.
-pub fn baselines(w: &Windows) -> Vec<(String, Baseline)> {
-    let mut out: Vec<(String, Baseline)> = Vec::new();
+/// The rows of each service in `w` (its windows are contiguous), in order.
+fn service_ranges(w: &Windows) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
     let mut i = 0;
     while i < w.len() {
         let mut j = i;
         while j < w.len() && w.service[j] == w.service[i] {
             j += 1;
         }
-        out.push((w.service[i].clone(), baseline_of(w, i..j)));
+        out.push(i..j);
         i = j;
     }
     out
+}
+
+/// Baselines per service, in the order services appear in `w` (services
+/// in parallel).
+pub fn baselines(w: &Windows) -> Vec<(String, Baseline)> {
+    use rayon::prelude::*;
+    service_ranges(w)
+        .into_par_iter()
+        .map(|r| (w.service[r.start].clone(), baseline_of(w, r)))
+        .collect()
 }
 
 /// Features where only a rise is news: fewer errors, lower latency or a
@@ -1094,24 +1112,31 @@ pub const NORMAL_BAND: f64 = 3.0;
 /// split; the total is non-zero for every window that deviates anywhere, so
 /// the trees split on it, and the further out a window is, the sooner.
 pub fn scaled(w: &Windows, base: &[(String, Baseline)]) -> Array2<f64> {
-    let mut z = Array2::zeros((w.len(), FEATURES.len() + 1));
+    use rayon::prelude::*;
+    let cols = FEATURES.len() + 1;
+    // each row's baseline (rows of a service are contiguous, in `base`'s order)
+    let mut row_base = Vec::with_capacity(w.len());
     let mut bi = 0;
     for r in 0..w.len() {
         while base[bi].0 != w.service[r] {
             bi += 1;
         }
-        let b = &base[bi].1;
+        row_base.push(&base[bi].1);
+    }
+    let mut z = vec![0.0; w.len() * cols];
+    z.par_chunks_mut(cols).enumerate().for_each(|(r, out)| {
+        let b = row_base[r];
         let lines = w.lines(r);
-        for f in 0..FEATURES.len() {
+        for (f, o) in out[..FEATURES.len()].iter_mut().enumerate() {
             let mut v = b.z_at(f, w.x[[r, f]], &lines);
             if RISE_ONLY.contains(&f) {
                 v = v.max(0.0);
             }
-            z[[r, f]] = (v.abs() - NORMAL_BAND).max(0.0);
+            *o = (v.abs() - NORMAL_BAND).max(0.0);
         }
-        z[[r, F_TOTAL_DEVIATION]] = (0..FEATURES.len()).map(|f| z[[r, f]]).sum();
-    }
-    z
+        out[F_TOTAL_DEVIATION] = out[..FEATURES.len()].iter().sum();
+    });
+    Array2::from_shape_vec((w.len(), cols), z).expect("rows of `cols` values")
 }
 
 /// The column of `scaled` after the features: total distance beyond the band.

@@ -199,8 +199,22 @@ pub fn run(
         None => load_lines(store, scope).context("loading lines for detection")?,
     };
     let load_ms = t.elapsed().as_millis() as u64;
-    let mut w = features::compute(lines, s.window_us, s.warmup_windows)?;
-    w.fill_expected_counts();
+    // DuckDB finds the rare lines on a second connection while Polars and
+    // the ordering computes the windows (neither keeps both cores busy)
+    let rare_conn = store.conn.try_clone()?;
+    let (w, rare) = std::thread::scope(|scope_threads| {
+        let rare = scope_threads.spawn(move || rare_lines(&rare_conn, scope, s.top));
+        let w = features::compute(lines, s.window_us, s.warmup_windows).map(|mut w| {
+            w.fill_expected_counts();
+            w
+        });
+        let rare = rare
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the rare-lines query panicked")));
+        (w, rare)
+    });
+    let w = w?;
+    // with the rare lines found beside them
     let features_ms = t.elapsed().as_millis() as u64 - load_ms;
     let mut det = Detection {
         window: window_label(s.window_us),
@@ -208,7 +222,7 @@ pub fn run(
         service_count: 0,
         threshold: f64::NAN,
         anomalies: Vec::new(),
-        rare_lines: rare_lines(store, scope, s.top)?,
+        rare_lines: rare.context("finding the rarest lines")?,
         features: Windows::default(),
         scores: Vec::new(),
     };
@@ -256,20 +270,41 @@ pub fn run(
             example_lines: Vec::new(),
         });
     }
-    attach_lines(store, scope, s.window_us, &mut det.anomalies)?;
-    let t_explain = t.elapsed().as_millis() as u64;
-    save(
-        store,
-        &w,
-        &scores,
-        forest.threshold,
-        &det.anomalies,
-        s.window_us,
-    )?;
+    // the windows are written on a second connection while DuckDB finds the
+    // lines behind each anomaly on this one; the anomalies join them in the
+    // same transaction once explained
+    let save_conn = store.conn.try_clone()?;
+    let summaries = det.anomalies.clone();
+    let (explained_tx, explained_rx) = std::sync::mpsc::channel();
+    let (attached, saved, t_explain) = std::thread::scope(|threads| {
+        let (w, scores, summaries) = (&w, &scores, &summaries);
+        let saver = threads.spawn(move || {
+            let explained = move || {
+                explained_rx
+                    .recv()
+                    .map_err(|_| anyhow::anyhow!("the anomalies were not explained"))
+            };
+            let windows = (w, scores.as_slice(), forest.threshold, s.window_us);
+            save_on(&save_conn, windows, summaries, explained)
+        });
+        let attached = attach_lines(store, scope, s.window_us, &mut det.anomalies);
+        if attached.is_ok() {
+            // the receiver is only gone when saving failed, which join reports
+            let _ = explained_tx.send(det.anomalies.clone());
+        }
+        drop(explained_tx);
+        let t_explain = t.elapsed().as_millis() as u64;
+        let saved = saver
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("saving the windows panicked")));
+        (attached, saved, t_explain)
+    });
+    attached?;
+    saved?;
     tracing::debug!(
         load_ms,
         features_ms,
-        rare_and_scale_ms = t_rare - load_ms - features_ms,
+        scale_ms = t_rare - load_ms - features_ms,
         forest_ms = t_forest - t_rare,
         explain_ms = t_explain - t_forest,
         save_ms = t.elapsed().as_millis() as u64 - t_explain,
@@ -397,7 +432,7 @@ pub(crate) fn attach_lines(
 
 /// The rarest lines of the scope: one example per template, ranked by how
 /// seldom the template occurs in the whole database and by level.
-pub fn rare_lines(store: &Store, scope: &Scope, top: usize) -> Result<Vec<RareLine>> {
+pub fn rare_lines(conn: &duckdb::Connection, scope: &Scope, top: usize) -> Result<Vec<RareLine>> {
     // ranks templates on numbers alone, then reads only the first line of
     // each top template (one row; the first source by name where several
     // share the line number), not every column of every line
@@ -419,7 +454,7 @@ pub fn rare_lines(store: &Store, scope: &Scope, top: usize) -> Result<Vec<RareLi
          ORDER BY top.rarity DESC, top.template_id",
         in_scope = scope.sql("l.")
     );
-    let mut st = store.conn.prepare(&sql)?;
+    let mut st = conn.prepare(&sql)?;
     let rows = st
         .query_map(params![top as i64], |r| {
             let source: String = r.get(5)?;
@@ -445,7 +480,8 @@ pub fn rare_lines(store: &Store, scope: &Scope, top: usize) -> Result<Vec<RareLi
     Ok(rows)
 }
 
-/// Replaces the stored windows and anomalies of the services and time span covered.
+/// Replaces the stored windows and anomalies of the services and time span
+/// covered, in one transaction.
 pub(crate) fn save(
     store: &Store,
     w: &Windows,
@@ -453,6 +489,24 @@ pub(crate) fn save(
     threshold: f64,
     anoms: &[Anomaly],
     window_us: i64,
+) -> Result<()> {
+    save_on(
+        &store.conn,
+        (w, scores, threshold, window_us),
+        anoms,
+        || Ok(anoms.to_vec()),
+    )
+}
+
+/// `save` on `conn`, with the windows (their scores, threshold and length)
+/// written first, each flagged one with its summary from `summaries`, then
+/// the anomalies `explained` gives, which may still be being explained on
+/// another connection meanwhile. Nothing is stored when `explained` fails.
+fn save_on(
+    conn: &duckdb::Connection,
+    (w, scores, threshold, window_us): (&Windows, &[f64], f64, i64),
+    summaries: &[Anomaly],
+    explained: impl FnOnce() -> Result<Vec<Anomaly>>,
 ) -> Result<()> {
     let secs = window_us / 1_000_000;
     let mut spans: Vec<(String, i64, i64)> = Vec::new();
@@ -462,10 +516,10 @@ pub(crate) fn save(
             _ => spans.push((w.service[i].clone(), w.start[i], w.start[i])),
         }
     }
-    crate::store::in_transaction(&store.conn, || {
+    crate::store::in_transaction(conn, || {
         for (svc, a, b) in &spans {
             for table in ["windows", "anomalies"] {
-                store.conn.execute(
+                conn.execute(
                     &format!(
                         "DELETE FROM {table} WHERE window_secs = ? AND service = ?
                          AND window_start BETWEEN make_timestamp(?::BIGINT) AND make_timestamp(?::BIGINT)"
@@ -474,17 +528,19 @@ pub(crate) fn save(
                 )?;
             }
         }
-        let rb = crate::store::arrow_batch::windows_batch(w, scores, threshold, anoms, window_us)?;
-        let mut app = store.conn.appender("windows")?;
+        let rb =
+            crate::store::arrow_batch::windows_batch(w, scores, threshold, summaries, window_us)?;
+        let mut app = conn.appender("windows")?;
         app.append_record_batch(rb)?;
         app.flush()?;
         drop(app);
-        let next: i64 = store.conn.query_row(
+        let anoms = explained()?;
+        let next: i64 = conn.query_row(
             "SELECT coalesce(max(anomaly_id), 0) + 1 FROM anomalies",
             [],
             |r| r.get(0),
         )?;
-        let mut app = store.conn.appender("anomalies")?;
+        let mut app = conn.appender("anomalies")?;
         for (k, a) in anoms.iter().enumerate() {
             app.append_row(params![
                 next + k as i64,
@@ -510,4 +566,93 @@ pub(crate) fn save(
 /// Feature names, for reports and the API.
 pub fn feature_names() -> &'static [&'static str] {
     &FEATURES
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    fn windows(n: usize) -> Windows {
+        Windows {
+            service: vec!["api".into(); n],
+            start: (0..n as i64).map(|i| i * 60_000_000).collect(),
+            window_us: 60_000_000,
+            x: Array2::zeros((n, FEATURES.len())),
+            errors: vec![0; n],
+            warns: vec![0; n],
+            ..Default::default()
+        }
+    }
+
+    fn anomaly(start_us: i64) -> Anomaly {
+        Anomaly {
+            service: "api".into(),
+            window_start: format_micros(start_us),
+            window_end: format_micros(start_us + 60_000_000),
+            start_us,
+            score: 0.8,
+            summary: "error_ratio 0.50, typical 0.00".into(),
+            reasons: Vec::new(),
+            templates: Vec::new(),
+            example_lines: Vec::new(),
+        }
+    }
+
+    fn stored(store: &Store) -> (i64, i64, Option<String>) {
+        store
+            .conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM windows), (SELECT count(*) FROM anomalies),
+                        (SELECT reasons FROM windows WHERE is_anomaly)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn windows_and_their_explained_anomalies_are_saved_together_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("x.duckdb").to_str().unwrap()).unwrap();
+        let w = windows(10);
+        let mut scores = vec![0.4; 10];
+        scores[3] = 0.8;
+        let summaries = [anomaly(3 * 60_000_000)];
+        let windows = (&w, scores.as_slice(), 0.6, w.window_us);
+        // explaining failed (on the other connection): nothing is stored
+        let failed = save_on(&store.conn, windows, &summaries, || {
+            anyhow::bail!("explaining failed")
+        });
+        assert!(failed.is_err());
+        assert_eq!(stored(&store), (0, 0, None));
+        // explained: the windows with the flagged one's summary, the anomaly
+        // with its lines
+        let mut explained = summaries[0].clone();
+        explained.example_lines.push(LineRef {
+            location: "app.log:7".into(),
+            source: "app.log".into(),
+            line_no: 7,
+            ts: None,
+            service: "api".into(),
+            level: Some("ERROR".into()),
+            message: Some("payment failed".into()),
+        });
+        save_on(&store.conn, windows, &summaries, || Ok(vec![explained])).unwrap();
+        assert_eq!(
+            stored(&store),
+            (10, 1, Some("error_ratio 0.50, typical 0.00".into()))
+        );
+        let lines: String = store
+            .conn
+            .query_row("SELECT example_lines::VARCHAR FROM anomalies", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert!(lines.contains("app.log:7"), "{lines}");
+        // saving the same span again replaces, not duplicates
+        save(&store, &w, &scores, 0.6, &summaries, w.window_us).unwrap();
+        assert_eq!(stored(&store).0, 10);
+        assert_eq!(stored(&store).1, 1);
+    }
 }
