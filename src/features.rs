@@ -59,6 +59,57 @@ pub struct Windows {
     /// line count stands in).
     pub status_lines: Vec<f64>,
     pub client_lines: Vec<f64>,
+    /// Per service name: its lines of each template over its span (see
+    /// `ServiceTemplates`); empty where unknown.
+    pub templates: std::collections::HashMap<String, ServiceTemplates>,
+}
+
+/// One service's lines of each template in the input and the windows its
+/// lines span (first to last): the typical lines of a template per window,
+/// which an anomalous window's are compared with (`detect::attach_lines`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServiceTemplates {
+    pub windows: usize,
+    pub lines: ahash::AHashMap<u32, u64>,
+}
+
+impl ServiceTemplates {
+    /// Typical lines of `template` per window of this service.
+    pub fn per_window(&self, template: u32) -> f64 {
+        let n = self.lines.get(&template).copied().unwrap_or(0);
+        n as f64 / self.windows.max(1) as f64
+    }
+}
+
+/// Each service rank's lines of each template (`template` is the id + 1,
+/// 0 for none, which is not counted).
+fn template_lines(
+    services: usize,
+    svc_rank: &[u32],
+    template: &[u32],
+) -> Vec<ahash::AHashMap<u32, u64>> {
+    let max_template = template.iter().copied().max().unwrap_or(0) as usize;
+    let mut out = vec![ahash::AHashMap::new(); services];
+    if services * (max_template + 1) <= 4 * template.len() + 1024 {
+        // dense ids (the miner's): a table per service
+        let mut table = vec![0u64; services * (max_template + 1)];
+        for (&r, &t) in svc_rank.iter().zip(template) {
+            table[r as usize * (max_template + 1) + t as usize] += 1;
+        }
+        for (r, counts) in out.iter_mut().enumerate() {
+            let row = &table[r * (max_template + 1)..(r + 1) * (max_template + 1)];
+            for (t, &n) in row.iter().enumerate().skip(1).filter(|(_, n)| **n > 0) {
+                counts.insert(t as u32 - 1, n);
+            }
+        }
+    } else {
+        for (&r, &t) in svc_rank.iter().zip(template) {
+            if t > 0 {
+                *out[r as usize].entry(t - 1).or_insert(0) += 1;
+            }
+        }
+    }
+    out
 }
 
 /// The numbers of lines a window's features are measured over.
@@ -677,6 +728,7 @@ pub fn compute(input: FeatureInput, window_us: i64, warmup: usize) -> Result<Win
         *t = if null { 0 } else { t.saturating_add(1) };
     }
     let order = window_order(names.len(), &svc_rank, &wi, &client, &no_client, &template);
+    let per_service = template_lines(names.len(), &svc_rank, &template);
     let idx = IdxCa::from_vec("idx".into(), order.rows);
     // gathering from one chunk, not from the hundreds DuckDB delivers (a
     // chunk lookup per row took 120 ms of the 1M-line gather)
@@ -756,6 +808,14 @@ pub fn compute(input: FeatureInput, window_us: i64, warmup: usize) -> Result<Win
         client_lines: vec![0.0; total],
         ..Default::default()
     };
+    out.templates = per_service
+        .into_iter()
+        .enumerate()
+        .map(|(r, lines)| {
+            let windows = order.spans[r].1;
+            (names[r].0.clone(), ServiceTemplates { windows, lines })
+        })
+        .collect();
     let mut first_of_service = Vec::with_capacity(total);
     for (r, &(lo, len)) in order.spans.iter().enumerate() {
         for k in 0..len {
@@ -1338,6 +1398,38 @@ mod tests {
             }
         }
         assert_eq!(from_batches.x[[4, F_CLIENTS]], 0.0);
+    }
+
+    #[test]
+    fn each_service_counts_its_lines_of_each_template_over_its_span() {
+        let w = compute(
+            frame(&[
+                (0, "a", "INFO", None, None, 1, "c", 0),
+                (1, "a", "INFO", None, None, 1, "c", 0),
+                (3 * M, "a", "ERROR", None, None, 2, "c", 3 * M),
+                (M, "b", "INFO", None, None, 1, "c", 0),
+            ]),
+            M,
+            0,
+        )
+        .unwrap();
+        // "a" spans windows 0..=3 (four), "b" one window
+        let a = &w.templates["a"];
+        assert_eq!(a.windows, 4);
+        assert_eq!((a.lines[&1], a.lines[&2]), (2, 1));
+        assert_eq!(a.per_window(1), 0.5);
+        assert_eq!(a.per_window(7), 0.0);
+        assert_eq!(w.templates["b"].lines.len(), 1);
+        // ids too sparse for a table are counted in a map, alike
+        let rank = [0, 0, 1, 0];
+        let dense = [2, 2, 2, 3];
+        let sparse: Vec<u32> = dense.iter().map(|t| t * 1_000_000_000).collect();
+        let by_table = template_lines(2, &rank, &dense);
+        assert_eq!(by_table[0][&1], 2);
+        assert_eq!(by_table[1][&1], 1);
+        let by_map = template_lines(2, &rank, &sparse);
+        assert_eq!(by_map[0][&1_999_999_999], 2);
+        assert_eq!(by_map[0].len(), by_table[0].len());
     }
 
     #[test]

@@ -9,7 +9,7 @@ pub mod explain;
 pub mod forest;
 pub mod online;
 
-use crate::features::{self, FeatureInput, Windows, FEATURES};
+use crate::features::{self, FeatureInput, ServiceTemplates, Windows, FEATURES};
 use crate::parse::time::format_micros;
 use crate::store::Store;
 use anyhow::{Context, Result};
@@ -287,7 +287,7 @@ pub fn run(
             let windows = (w, scores.as_slice(), forest.threshold, s.window_us);
             save_on(&save_conn, windows, summaries, explained)
         });
-        let attached = attach_lines(store, scope, s.window_us, &mut det.anomalies);
+        let attached = attach_lines(store, scope, s.window_us, &w.templates, &mut det.anomalies);
         if attached.is_ok() {
             // the receiver is only gone when saving failed, which join reports
             let _ = explained_tx.send(det.anomalies.clone());
@@ -331,11 +331,14 @@ fn anomaly_values(anoms: &[Anomaly], window_us: i64) -> String {
 }
 
 /// Fills templates that rose or appeared, and example lines, for every anomaly
-/// with two scans of the scope.
+/// with one scan of the scope: the lines of the anomalous windows are kept in
+/// a temporary table, and compared with `templates`, each service's lines of
+/// each template over its span (`Windows::templates`).
 pub(crate) fn attach_lines(
     store: &Store,
     scope: &Scope,
     window_us: i64,
+    templates: &HashMap<String, ServiceTemplates>,
     anoms: &mut [Anomaly],
 ) -> Result<()> {
     if anoms.is_empty() {
@@ -343,46 +346,72 @@ pub(crate) fn attach_lines(
     }
     let values = anomaly_values(anoms, window_us);
     let in_scope = scope.sql("");
-    // the scope's lines with their service and window index, then `columns`
-    let scope_lines = |columns: &str| {
-        format!(
-            "SELECT coalesce(service, host, '-') AS svc, epoch_us(ts) // {window_us} AS wi, {columns}
-             FROM logs WHERE ts IS NOT NULL AND {in_scope}"
-        )
-    };
-    // template counts in each anomalous window vs the service's typical count
-    // per window. `l` is read twice: inlined (NOT MATERIALIZED), each read
-    // scans three columns, where DuckDB's default would first copy the scope
-    // (1M lines: 130 ms against 95 ms)
-    let sql = format!(
-        "WITH a(idx, svc, wi) AS (VALUES {values}),
-              l AS NOT MATERIALIZED ({lines}),
-              usual AS (SELECT svc, template_id, count(*) AS total, min(wi) AS lo, max(wi) AS hi FROM l
-                        WHERE svc IN (SELECT svc FROM a) GROUP BY ALL),
-              span AS (SELECT svc, (max(hi) - min(lo) + 1)::DOUBLE AS nwin FROM usual GROUP BY svc),
-              inwin AS (SELECT a.idx, l.svc, l.wi, l.template_id, count(*) AS n FROM l JOIN a USING (svc, wi) GROUP BY ALL)
-         SELECT inwin.idx, inwin.template_id, t.template, inwin.n, usual.total / span.nwin AS typical,
-                (epoch_us(t.first_seen) // {window_us}) = inwin.wi AS is_new
-         FROM inwin JOIN usual USING (svc, template_id) JOIN span USING (svc)
-              JOIN templates t USING (template_id)
-         ORDER BY inwin.idx, is_new DESC, inwin.n / (usual.total / span.nwin) DESC",
-        lines = scope_lines("template_id")
-    );
-    let mut st = store.conn.prepare(&sql)?;
-    let rows = st.query_map([], |r| {
-        Ok((
-            r.get::<_, i64>(0)? as usize,
-            TemplateChange {
-                template_id: r.get(1)?,
-                template: r.get(2)?,
-                count: r.get(3)?,
-                typical_per_window: (r.get::<_, f64>(4)? * 100.0).round() / 100.0,
-                new: r.get::<_, Option<bool>>(5)?.unwrap_or(false),
-            },
-        ))
-    })?;
-    for row in rows {
-        let (idx, tc) = row?;
+    store.conn.execute_batch(&format!(
+        "CREATE OR REPLACE TEMP TABLE logsentry_anomaly_lines AS
+         WITH a(idx, svc, wi) AS (VALUES {values})
+         SELECT a.idx, l.* FROM (
+             SELECT coalesce(service, host, '-') AS svc, epoch_us(ts) // {window_us} AS wi,
+                    source, line_no, ts, level, message, template_id
+             FROM logs WHERE ts IS NOT NULL AND {in_scope}) l
+         JOIN a USING (svc, wi)"
+    ))?;
+    let filled = fill_from_anomaly_lines(store, window_us, templates, anoms);
+    let dropped = store
+        .conn
+        .execute_batch("DROP TABLE IF EXISTS logsentry_anomaly_lines");
+    filled?;
+    dropped?;
+    Ok(())
+}
+
+/// `attach_lines`' two reads of the table of the anomalous windows' lines.
+fn fill_from_anomaly_lines(
+    store: &Store,
+    window_us: i64,
+    templates: &HashMap<String, ServiceTemplates>,
+    anoms: &mut [Anomaly],
+) -> Result<()> {
+    // each window's lines of each template, against the service's typical
+    // lines of it per window
+    let mut st = store.conn.prepare(&format!(
+        "SELECT w.idx, w.template_id, t.template, count(*) AS n,
+                (epoch_us(t.first_seen) // {window_us}) = w.wi AS is_new
+         FROM logsentry_anomaly_lines w JOIN templates t USING (template_id)
+         GROUP BY w.idx, w.wi, w.template_id, t.template, t.first_seen"
+    ))?;
+    let mut rows: Vec<(usize, f64, TemplateChange)> = st
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)? as usize,
+                TemplateChange {
+                    template_id: r.get(1)?,
+                    template: r.get(2)?,
+                    count: r.get(3)?,
+                    typical_per_window: 0.0,
+                    new: r.get::<_, Option<bool>>(4)?.unwrap_or(false),
+                },
+            ))
+        })?
+        .map(|row| {
+            let (idx, mut tc) = row?;
+            let typical = templates
+                .get(&anoms[idx].service)
+                .map(|s| s.per_window(tc.template_id))
+                .unwrap_or(0.0);
+            tc.typical_per_window = (typical * 100.0).round() / 100.0;
+            // the rise against the typical count (a template the service
+            // never showed before rises the most)
+            let rise = tc.count as f64 / typical.max(f64::MIN_POSITIVE);
+            Ok((idx, rise, tc))
+        })
+        .collect::<Result<_>>()?;
+    rows.sort_by(|a, b| {
+        (a.0, !a.2.new)
+            .cmp(&(b.0, !b.2.new))
+            .then(b.1.total_cmp(&a.1))
+            .then(a.2.template_id.cmp(&b.2.template_id))
+    });
+    for (idx, _, tc) in rows {
         let a = &mut anoms[idx];
         // keep templates that appeared or at least doubled, up to three
         if a.templates.len() < 3
@@ -392,21 +421,17 @@ pub(crate) fn attach_lines(
         }
     }
     // example lines: never-seen templates first, then the most severe, then the rarest
-    let sql = format!(
-        "WITH a(idx, svc, wi) AS (VALUES {values}),
-              l AS ({lines}),
-              ranked AS (
-                SELECT a.idx, l.source, l.line_no, strftime(l.ts, '%Y-%m-%dT%H:%M:%S.%gZ') AS ts,
-                       l.svc, l.level, l.message,
-                       row_number() OVER (PARTITION BY a.idx ORDER BY
-                         ((epoch_us(t.first_seen) // {window_us}) = l.wi) DESC,
-                         CASE l.level WHEN 'FATAL' THEN 0 WHEN 'ERROR' THEN 1 WHEN 'WARN' THEN 2 ELSE 3 END,
-                         t.count, l.line_no) AS rn
-                FROM l JOIN a USING (svc, wi) LEFT JOIN templates t USING (template_id))
-         SELECT idx, source, line_no, ts, svc, level, message FROM ranked WHERE rn <= 5 ORDER BY idx, rn",
-        lines = scope_lines("*")
-    );
-    let mut st = store.conn.prepare(&sql)?;
+    let mut st = store.conn.prepare(&format!(
+        "SELECT idx, source, line_no, ts, svc, level, message FROM (
+             SELECT w.idx, w.source, w.line_no, strftime(w.ts, '%Y-%m-%dT%H:%M:%S.%gZ') AS ts,
+                    w.svc, w.level, w.message,
+                    row_number() OVER (PARTITION BY w.idx ORDER BY
+                      ((epoch_us(t.first_seen) // {window_us}) = w.wi) DESC,
+                      CASE w.level WHEN 'FATAL' THEN 0 WHEN 'ERROR' THEN 1 WHEN 'WARN' THEN 2 ELSE 3 END,
+                      t.count, w.line_no, w.source) AS rn
+             FROM logsentry_anomaly_lines w LEFT JOIN templates t USING (template_id))
+         WHERE rn <= 5 ORDER BY idx, rn"
+    ))?;
     let rows = st.query_map([], |r| {
         let source: String = r.get(1)?;
         let line_no: i64 = r.get(2)?;

@@ -118,6 +118,7 @@ fn fill_range(w: Windows, services: &[String], start: i64, end: i64) -> Windows 
     }
     out.x = Array2::from_shape_vec((out.service.len(), FEATURES.len()), flat)
         .unwrap_or_else(|_| Array2::zeros((0, FEATURES.len())));
+    out.templates = w.templates;
     out
 }
 
@@ -263,7 +264,7 @@ impl OnlineDetector {
                 example_lines: Vec::new(),
             });
         }
-        attach_lines(store, &scope, wus, &mut anomalies)?;
+        attach_lines(store, &scope, wus, &w.templates, &mut anomalies)?;
         save(store, &w, &scores, model.forest.threshold, &anomalies, wus)?;
         Ok(anomalies)
     }
@@ -286,6 +287,7 @@ mod tests {
             expected_count: Vec::new(),
             status_lines: Vec::new(),
             client_lines: Vec::new(),
+            templates: Default::default(),
         };
         let f = fill_range(w, &["b".to_string()], 0, 30);
         assert_eq!(f.service, ["a", "a", "a", "b", "b", "b"]);
