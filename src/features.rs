@@ -361,22 +361,22 @@ pub struct LinesCollector {
 
 impl LinesCollector {
     pub fn push(&mut self, part: BatchLines) {
-        for (k, name) in part.names {
-            if !self.names.iter().any(|(seen, _)| *seen == k) {
-                self.names.push((k, name));
-            }
-        }
+        self.add_names(part.names);
         self.frames.push(part.lines);
     }
 
     /// Appends every part of `other`.
     pub fn append(&mut self, other: LinesCollector) {
-        for (k, name) in other.names {
+        self.add_names(other.names);
+        self.frames.extend(other.frames);
+    }
+
+    fn add_names(&mut self, names: Vec<(u64, String)>) {
+        for (k, name) in names {
             if !self.names.iter().any(|(seen, _)| *seen == k) {
                 self.names.push((k, name));
             }
         }
-        self.frames.extend(other.frames);
     }
 
     /// The input for `compute`; `first_seen(template_id)` is the first
@@ -1236,9 +1236,10 @@ mod tests {
 
     const M: i64 = 60_000_000;
 
-    #[test]
-    fn aggregates_and_fills_gaps() {
-        let df = frame(&[
+    /// Service "a": three lines in window 0 (an error, a 4xx, a 5xx, two
+    /// clients), silence, one line in window 3; "b": one line in window 1.
+    fn gap_lines() -> Vec<Row<'static>> {
+        vec![
             (0, "a", "INFO", Some(200), Some(10.0), 1, "c1", 0),
             (1, "a", "ERROR", Some(503), Some(30.0), 2, "c1", 1),
             (2, "a", "WARN", Some(404), None, 1, "c2", 0),
@@ -1253,7 +1254,12 @@ mod tests {
                 3 * M + 5,
             ),
             (M, "b", "INFO", None, None, 1, "c1", 0),
-        ]);
+        ]
+    }
+
+    #[test]
+    fn aggregates_and_fills_gaps() {
+        let df = frame(&gap_lines());
         let w = compute(df, M, 0).unwrap();
         assert_eq!(w.service, ["a", "a", "a", "a", "b"]);
         assert_eq!(w.start, [0, M, 2 * M, 3 * M, M]);
@@ -1360,27 +1366,7 @@ mod tests {
         ]));
         kept.append(second);
         let from_batches = compute(kept.finish(first_seen).unwrap(), M, 0).unwrap();
-        let named = compute(
-            frame(&[
-                (0, "a", "INFO", Some(200), Some(10.0), 1, "c1", 0),
-                (1, "a", "ERROR", Some(503), Some(30.0), 2, "c1", 1),
-                (2, "a", "WARN", Some(404), None, 1, "c2", 0),
-                (
-                    3 * M + 5,
-                    "a",
-                    "INFO",
-                    Some(200),
-                    Some(20.0),
-                    3,
-                    "c3",
-                    3 * M + 5,
-                ),
-                (M, "b", "INFO", None, None, 1, "c1", 0),
-            ]),
-            M,
-            0,
-        )
-        .unwrap();
+        let named = compute(frame(&gap_lines()), M, 0).unwrap();
         assert_eq!(from_batches.service, named.service);
         assert_eq!(from_batches.start, named.start);
         assert_eq!(from_batches.errors, named.errors);
