@@ -199,8 +199,8 @@ pub fn run(
         None => load_lines(store, scope).context("loading lines for detection")?,
     };
     let load_ms = t.elapsed().as_millis() as u64;
-    // DuckDB finds the rare lines on a second connection while Polars and
-    // the ordering computes the windows (neither keeps both cores busy)
+    // DuckDB finds the rare lines on a second connection while the windows
+    // are computed (neither keeps both cores busy alone)
     let rare_conn = store.conn.try_clone()?;
     let (w, rare) = std::thread::scope(|scope_threads| {
         let rare = scope_threads.spawn(move || rare_lines(&rare_conn, scope, s.top));
@@ -214,7 +214,7 @@ pub fn run(
         (w, rare)
     });
     let w = w?;
-    // with the rare lines found beside them
+    // the windows, and the rare lines found beside them
     let features_ms = t.elapsed().as_millis() as u64 - load_ms;
     let mut det = Detection {
         window: window_label(s.window_us),
