@@ -81,6 +81,12 @@ impl ServiceTemplates {
     }
 }
 
+/// Whether a table of `slots` entries indexed by template id is small next
+/// to the `lines` it counts (the miner's ids are dense); else a map serves.
+fn dense_table_fits(slots: usize, lines: usize) -> bool {
+    slots <= 4 * lines + 1025
+}
+
 /// Each service rank's lines of each template (`template` is the id + 1,
 /// 0 for none, which is not counted).
 fn template_lines(
@@ -90,7 +96,7 @@ fn template_lines(
 ) -> Vec<ahash::AHashMap<u32, u64>> {
     let max_template = template.iter().copied().max().unwrap_or(0) as usize;
     let mut out = vec![ahash::AHashMap::new(); services];
-    if services * (max_template + 1) <= 4 * template.len() + 1024 {
+    if dense_table_fits(services * (max_template + 1), template.len()) {
         // dense ids (the miner's): a table per service
         let mut table = vec![0u64; services * (max_template + 1)];
         for (&r, &t) in svc_rank.iter().zip(template) {
@@ -197,12 +203,8 @@ impl Windows {
     pub fn fill_expected_counts(&mut self) {
         use rayon::prelude::*;
         let mut first_of_service = vec![0; self.len()];
-        for i in 1..self.len() {
-            first_of_service[i] = if self.service[i] != self.service[i - 1] {
-                i
-            } else {
-                first_of_service[i - 1]
-            };
+        for r in service_ranges(self) {
+            first_of_service[r.clone()].fill(r.start);
         }
         let counts = self.x.column(F_COUNT);
         self.expected_count = (0..self.len())
@@ -356,7 +358,7 @@ impl BatchLines {
 #[derive(Debug, Default)]
 pub struct LinesCollector {
     frames: Vec<DataFrame>,
-    names: Vec<(u64, String)>,
+    names: ahash::AHashMap<u64, String>,
 }
 
 impl LinesCollector {
@@ -371,11 +373,9 @@ impl LinesCollector {
         self.frames.extend(other.frames);
     }
 
-    fn add_names(&mut self, names: Vec<(u64, String)>) {
+    fn add_names(&mut self, names: impl IntoIterator<Item = (u64, String)>) {
         for (k, name) in names {
-            if !self.names.iter().any(|(seen, _)| *seen == k) {
-                self.names.push((k, name));
-            }
+            self.names.entry(k).or_insert(name);
         }
     }
 
@@ -546,7 +546,8 @@ fn window_order(
         .map(|e| e.template as usize)
         .max()
         .unwrap_or(0);
-    let mut dense = (max_template <= 4 * n + 1024).then(|| vec![IdxSize::MAX; max_template + 1]);
+    let mut dense =
+        dense_table_fits(max_template + 1, n).then(|| vec![IdxSize::MAX; max_template + 1]);
     let mut sparse = ahash::AHashMap::new();
     // the (window, client) run the rows since `run_start` belong to
     let mut run_start = 0;
