@@ -227,8 +227,9 @@ const ALIASES: &[(Target, &[&str])] = &[
 /// Longest key that can be known (longer keys go to `extra` unlooked).
 const MAX_KEY: usize = 48;
 
-/// Slots of the per-thread cache of recent keys (a power of two).
-const RECENT_SLOTS: usize = 64;
+/// Slots of the per-thread cache of recent keys: pairs of two, a power of
+/// two in all.
+const RECENT_SLOTS: usize = 256;
 
 /// One remembered key (as written, up to `MAX_KEY` bytes) and its column.
 #[derive(Clone, Copy)]
@@ -238,30 +239,59 @@ struct RecentKey {
     target: Option<Target>,
 }
 
-thread_local! {
-    static RECENT: std::cell::RefCell<[RecentKey; RECENT_SLOTS]> =
-        const { std::cell::RefCell::new([RecentKey { len: u8::MAX, key: [0; MAX_KEY], target: None }; RECENT_SLOTS]) };
+impl RecentKey {
+    const EMPTY: RecentKey = RecentKey {
+        len: u8::MAX,
+        key: [0; MAX_KEY],
+        target: None,
+    };
+
+    fn holds(&self, kb: &[u8]) -> bool {
+        self.len as usize == kb.len() && &self.key[..kb.len()] == kb
+    }
 }
 
-/// `target_for` through a direct-mapped cache of the keys seen last: lines of
-/// one file repeat the same few keys, and comparing a key as written is
-/// cheaper than lowercasing and looking it up.
+thread_local! {
+    static RECENT: std::cell::RefCell<[RecentKey; RECENT_SLOTS]> =
+        const { std::cell::RefCell::new([RecentKey::EMPTY; RECENT_SLOTS]) };
+}
+
+/// The even slot of the pair a key (1..=`MAX_KEY` bytes) is cached in: its
+/// length and its first two and last two bytes, multiplied into the top
+/// bits. (Length, first and last byte alone put `ts` and `latency_ms` in one
+/// slot.)
+fn recent_pair(kb: &[u8]) -> usize {
+    let n = kb.len();
+    let bytes = u64::from(kb[0])
+        | u64::from(kb[1.min(n - 1)]) << 8
+        | u64::from(kb[n.saturating_sub(2)]) << 16
+        | u64::from(kb[n - 1]) << 24
+        | (n as u64) << 32;
+    let h = bytes.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    ((h >> 56) as usize & (RECENT_SLOTS - 1)) & !1
+}
+
+/// `target_for` through a two-way cache of the keys seen last: lines of one
+/// file repeat the same few keys, and comparing a key as written is cheaper
+/// than lowercasing and looking it up. A key missed goes first in its pair,
+/// the pair's other key second.
 fn target_cached(key: &str) -> Option<Target> {
     let kb = key.as_bytes();
-    let (Some(&first), Some(&last)) = (kb.first(), kb.last()) else {
-        return None;
-    };
-    if kb.len() > MAX_KEY {
+    if kb.is_empty() || kb.len() > MAX_KEY {
         return None;
     }
-    let slot = (kb.len() * 7 + first as usize * 31 + last as usize) & (RECENT_SLOTS - 1);
+    let pair = recent_pair(kb);
     RECENT.with(|r| {
         let mut r = r.borrow_mut();
-        let e = &mut r[slot];
-        if e.len as usize == kb.len() && &e.key[..kb.len()] == kb {
-            return e.target;
+        if r[pair].holds(kb) {
+            return r[pair].target;
+        }
+        if r[pair + 1].holds(kb) {
+            return r[pair + 1].target;
         }
         let target = target_for(key);
+        r[pair + 1] = r[pair];
+        let e = &mut r[pair];
         e.len = kb.len() as u8;
         e.key[..kb.len()].copy_from_slice(kb);
         e.target = target;
@@ -518,6 +548,52 @@ mod tests {
         }
         assert_eq!(target_for("request_id"), None);
         assert_eq!(target_for(&"x".repeat(MAX_KEY + 1)), None);
+    }
+
+    #[test]
+    fn cached_lookups_agree_with_the_table_under_churn() {
+        // every alias in three spellings, then unknown keys, three times over:
+        // far more keys than the cache holds, so pairs are refilled again and again
+        let mut keys: Vec<String> = Vec::new();
+        for (_, names) in ALIASES {
+            for n in *names {
+                keys.push(n.to_string());
+                keys.push(n.to_ascii_uppercase());
+                keys.push(format!("{}{}", &n[..1].to_ascii_uppercase(), &n[1..]));
+            }
+        }
+        keys.extend((0..400).map(|i| format!("field_{i}")));
+        keys.push("x".repeat(MAX_KEY + 1));
+        for _ in 0..3 {
+            for k in &keys {
+                assert_eq!(target_cached(k), target_for(k), "{k}");
+            }
+        }
+        assert_eq!(target_cached(""), None);
+    }
+
+    #[test]
+    fn the_generators_keys_fit_the_key_cache() {
+        // two keys fit a pair; a third would miss on every line
+        let keys = [
+            "ts",
+            "level",
+            "service",
+            "host",
+            "msg",
+            "method",
+            "path",
+            "status",
+            "latency_ms",
+            "bytes",
+            "client_ip",
+            "request_id",
+        ];
+        let mut per_pair = std::collections::HashMap::new();
+        for k in keys {
+            *per_pair.entry(recent_pair(k.as_bytes())).or_insert(0) += 1;
+        }
+        assert!(per_pair.values().all(|&n| n <= 2), "{per_pair:?}");
     }
 
     #[test]
