@@ -70,13 +70,16 @@ fn parse_chunk(chunk: &[u8], settings: &ParseSettings, similarity: f64) -> Chunk
     let mut f = Fields::default();
     let mut line_no: i64 = 0;
     let mut start = 0;
+    // one check of the whole chunk spares each line its own (a chunk with a
+    // bad line checks each line, to reject only that one)
+    let clean = simdutf8::basic::from_utf8(chunk).is_ok() && memchr::memchr(0, chunk).is_none();
     while start < chunk.len() {
         let end = memchr::memchr(b'\n', &chunk[start..])
             .map(|p| start + p)
             .unwrap_or(chunk.len());
         let raw = &chunk[start..end];
         line_no += 1;
-        match parser.parse(raw, &mut f) {
+        match parser.parse_checked(raw, &mut f, clean) {
             Ok(true) => {
                 let tid = miner.add(f.message.get().unwrap_or(""), f.ts);
                 batch.push(line_no, &f);
@@ -203,6 +206,41 @@ mod tests {
             .flat_map(|b| b.template_id.clone())
             .collect();
         assert!(ids.iter().all(|&t| t == ids[0]));
+    }
+
+    #[test]
+    fn bad_bytes_reject_only_their_line_in_chunks_checked_whole() {
+        // ~3.5 MB of plain lines with multi-byte characters: several chunks,
+        // one with invalid UTF-8 and one with a NUL byte, the rest clean
+        let mut data = Vec::new();
+        for i in 0..120_000 {
+            match i {
+                5_000 => data.extend_from_slice(b"caf\xc3 truncated character\n"),
+                80_000 => data.extend_from_slice(b"nul \0 inside\n"),
+                _ => data.extend_from_slice(format!("naïve café {i} ✓ done\n").as_bytes()),
+            }
+        }
+        let out = parse_block(&data, 1, &settings(Format::Plain), &mut Miner::default());
+        assert!(out.batches.len() > 2, "should use several chunks");
+        assert_eq!(out.lines_read, 120_000);
+        assert_eq!(out.stored(), 119_998);
+        let rejected: Vec<(i64, &str)> = out
+            .rejects
+            .iter()
+            .map(|r| (r.line_no, r.reason.as_str()))
+            .collect();
+        assert_eq!(rejected.len(), 2);
+        assert_eq!(rejected[0].0, 5_001);
+        assert!(
+            rejected[0].1.starts_with("invalid UTF-8 at byte 3"),
+            "{rejected:?}"
+        );
+        assert_eq!(rejected[1], (80_001, "binary data: NUL byte in line"));
+        let last = out.batches.last().unwrap();
+        assert_eq!(
+            last.message.get(last.len() - 1),
+            Some("naïve café 119999 ✓ done")
+        );
     }
 
     #[test]

@@ -165,6 +165,18 @@ impl LineParser {
     /// Parses `raw` into `f` (cleared first). Blank lines are `Ok(false)`:
     /// nothing to store and nothing to reject.
     pub fn parse(&mut self, raw: &[u8], f: &mut Fields) -> Result<bool, Reject> {
+        self.parse_checked(raw, f, false)
+    }
+
+    /// `parse`, for a line of a block the caller found to be valid UTF-8
+    /// without NUL bytes as a whole (`clean`): one pass over a 1 MiB chunk
+    /// instead of two over each line.
+    pub fn parse_checked(
+        &mut self,
+        raw: &[u8],
+        f: &mut Fields,
+        clean: bool,
+    ) -> Result<bool, Reject> {
         f.clear();
         if raw.len() > self.max_line_bytes {
             return Err(format!(
@@ -173,18 +185,26 @@ impl LineParser {
                 self.max_line_bytes
             ));
         }
-        // SIMD check first; std's (slower) error says where the bad byte is
-        let line = match simdutf8::basic::from_utf8(raw) {
-            Ok(line) => line,
-            Err(_) => std::str::from_utf8(raw)
-                .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))?,
+        let line = if clean {
+            // SAFETY: the caller checked the whole block, and a line cut at
+            // '\n' (ASCII, never inside a multi-byte character) of valid
+            // UTF-8 is valid UTF-8.
+            unsafe { std::str::from_utf8_unchecked(raw) }
+        } else {
+            // SIMD check first; std's (slower) error says where the bad byte is
+            let line = match simdutf8::basic::from_utf8(raw) {
+                Ok(line) => line,
+                Err(_) => std::str::from_utf8(raw)
+                    .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))?,
+            };
+            if memchr::memchr(0, line.as_bytes()).is_some() {
+                return Err("binary data: NUL byte in line".into());
+            }
+            line
         };
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line.trim().is_empty() {
             return Ok(false);
-        }
-        if memchr::memchr(0, line.as_bytes()).is_some() {
-            return Err("binary data: NUL byte in line".into());
         }
         match &self.format {
             Format::Json => json::parse_line(line, f, &mut self.json, self.year)?,
