@@ -573,6 +573,28 @@ mod tests {
     }
 
     #[test]
+    fn a_remembered_key_holds_itself_and_no_other() {
+        let remember = |k: &[u8]| {
+            let mut e = RecentKey::EMPTY;
+            e.len = k.len() as u8;
+            e.key[..k.len()].copy_from_slice(k);
+            e
+        };
+        for n in 1..=MAX_KEY {
+            let base = vec![b'a'; n];
+            let e = remember(&base);
+            assert!(e.holds(&base), "{n}");
+            assert!(!e.holds(&base[..n - 1]), "{n}");
+            for at in 0..n {
+                let mut other = base.clone();
+                other[at] = b'b';
+                assert!(!e.holds(&other), "length {n}, byte {at}");
+            }
+        }
+        assert!(!RecentKey::EMPTY.holds(b""));
+    }
+
+    #[test]
     fn the_generators_keys_fit_the_key_cache() {
         // two keys fit a pair; a third would miss on every line
         let keys = [
