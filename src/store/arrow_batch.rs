@@ -2,10 +2,10 @@
 //! columns match the `logs` table in order, moving buffers without copying
 //! strings a second time.
 
-use crate::record::{LogBatch, StrColumn};
+use crate::record::{Level, LogBatch, StrColumn};
 use anyhow::Result;
 use arrow::array::{
-    ArrayRef, Float64Array, Int32Array, Int64Array, StringArray, StringViewBuilder,
+    make_view, ArrayRef, Float64Array, Int32Array, Int64Array, StringArray, StringViewArray,
     TimestampMicrosecondArray, UInt32Array,
 };
 use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
@@ -42,22 +42,41 @@ fn opt_prim<T: Copy + Default>(v: &[Option<T>]) -> (Vec<T>, Option<NullBuffer>) 
     (vals, nulls(v.iter().map(|x| x.is_some())))
 }
 
-/// One repeated short-or-long string as a view column (no per-row copy).
+/// One repeated string as a view column: one view, made once, copied into
+/// every row (a builder checked and appended each row).
 fn repeated(value: &str, n: usize) -> ArrayRef {
-    let mut b = StringViewBuilder::with_capacity(n);
-    if value.len() <= 12 {
-        for _ in 0..n {
-            b.append_value(value);
-        }
+    let view = make_view(value.as_bytes(), 0, 0);
+    // a view of more than 12 bytes points into buffer 0 at offset 0
+    let buffers: Vec<Buffer> = if value.len() > 12 {
+        vec![Buffer::from(value.as_bytes())]
     } else {
-        let block = b.append_block(Buffer::from(value.as_bytes()));
-        for _ in 0..n {
-            // SAFETY: block holds `value`, which is valid UTF-8, at offset 0.
-            b.try_append_view(block, 0, value.len() as u32)
-                .expect("view into our own block");
-        }
-    }
-    Arc::new(b.finish())
+        Vec::new()
+    };
+    // SAFETY: `view` describes `value`, valid UTF-8, inline or at offset 0
+    // of buffer 0, which holds it.
+    let arr = unsafe {
+        StringViewArray::new_unchecked(ScalarBuffer::from(vec![view; n]), buffers.into(), None)
+    };
+    Arc::new(arr)
+}
+
+/// The level column as views: each level's name is at most 12 bytes, so its
+/// view holds it inline and is made once per level, not per row.
+fn level_views(levels: &[Option<Level>]) -> ArrayRef {
+    let names = Level::ALL.map(|l| make_view(l.as_str().as_bytes(), 0, 0));
+    // `ALL` lists the levels in the order of their discriminants
+    let view = |l: Level| names[l as usize];
+    let views: Vec<u128> = levels.iter().map(|l| l.map_or(0, view)).collect();
+    // SAFETY: every view is an inline view of a level's name (ASCII, at most
+    // 12 bytes) or, under a null, the empty view; no view points into a buffer.
+    let arr = unsafe {
+        StringViewArray::new_unchecked(
+            ScalarBuffer::from(views),
+            Vec::<Buffer>::new().into(),
+            nulls(levels.iter().map(|l| l.is_some())),
+        )
+    };
+    Arc::new(arr)
 }
 
 /// The Arrow schema matching `logs` column for column.
@@ -92,19 +111,12 @@ pub fn to_record_batch(b: LogBatch, source: &str, ingest_id: i64) -> Result<Reco
     let n = b.len();
     let (ts, ts_n) = opt_prim(&b.ts);
     let ts = TimestampMicrosecondArray::new(ScalarBuffer::from(ts), ts_n);
-    let mut level = StringViewBuilder::with_capacity(n);
-    for l in &b.level {
-        match l {
-            Some(l) => level.append_value(l.as_str()),
-            None => level.append_null(),
-        }
-    }
     let (st, st_n) = opt_prim(&b.status);
     let (lat, lat_n) = opt_prim(&b.latency_ms);
     let (by, by_n) = opt_prim(&b.bytes);
     let cols: Vec<ArrayRef> = vec![
         Arc::new(ts),
-        Arc::new(level.finish()),
+        level_views(&b.level),
         str_array(b.service)?,
         str_array(b.host)?,
         str_array(b.message)?,
@@ -301,4 +313,55 @@ pub fn messages_batch(rows: &[(String, i64)], ingest_id: i64) -> Result<Vec<Reco
         Arc::new(Schema::new(fields)),
         cols,
     )?])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Fields;
+    use arrow::array::Array;
+
+    fn batch(levels: &[Option<Level>]) -> LogBatch {
+        let mut b = LogBatch::with_capacity(levels.len(), 64);
+        for (i, l) in levels.iter().enumerate() {
+            let mut f = Fields::default();
+            f.level = *l;
+            f.message.set("hello");
+            b.push(i as i64 + 1, &f);
+            b.template_id.push(0);
+        }
+        b
+    }
+
+    fn views(rb: &RecordBatch, column: &str) -> Vec<Option<String>> {
+        let a = rb
+            .column_by_name(column)
+            .and_then(|c| c.as_any().downcast_ref::<StringViewArray>())
+            .expect("a view column");
+        a.to_data().validate_full().expect("valid views");
+        (0..a.len())
+            .map(|i| a.is_valid(i).then(|| a.value(i).to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn level_and_source_views_hold_their_values() {
+        let mut levels: Vec<Option<Level>> = Level::ALL.iter().copied().map(Some).collect();
+        levels.push(None);
+        for source in ["a.log", "/var/log/a-rather-long-name.log"] {
+            let rb = to_record_batch(batch(&levels), source, 7).expect("record batch");
+            let want: Vec<Option<String>> = levels
+                .iter()
+                .map(|l| l.map(|l| l.as_str().to_string()))
+                .collect();
+            assert_eq!(views(&rb, "level"), want);
+            assert_eq!(
+                views(&rb, "source"),
+                vec![Some(source.to_string()); levels.len()]
+            );
+        }
+        for (i, l) in Level::ALL.iter().enumerate() {
+            assert_eq!(*l as usize, i, "ALL must follow the discriminants");
+        }
+    }
 }
