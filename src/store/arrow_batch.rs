@@ -324,8 +324,10 @@ mod tests {
     fn batch(levels: &[Option<Level>]) -> LogBatch {
         let mut b = LogBatch::with_capacity(levels.len(), 64);
         for (i, l) in levels.iter().enumerate() {
-            let mut f = Fields::default();
-            f.level = *l;
+            let mut f = Fields {
+                level: *l,
+                ..Default::default()
+            };
             f.message.set("hello");
             b.push(i as i64 + 1, &f);
             b.template_id.push(0);
