@@ -57,21 +57,28 @@ impl<'a> Scanner<'a> {
         debug_assert_eq!(self.b[self.i], b'"');
         self.i += 1;
         let start = self.i;
-        // the first 8 bytes in one word: most keys and many values end there,
+        // 8 bytes at a time for the first 64: keys and most values end there,
         // before memchr's set-up would pay off
-        if let Some(word) = self.b.get(start..start + 8) {
+        let mut i = start;
+        while let Some(word) = self.b.get(i..i + 8) {
             let found = quote_or_backslash(u64::from_le_bytes(word.try_into().unwrap_or([0; 8])));
             if found == 0 {
-                self.i = start + 8;
-            } else {
-                let at = start + (found.trailing_zeros() / 8) as usize;
-                if self.b[at] == b'"' {
-                    self.i = at + 1;
-                    return Ok((&self.s[start..at], false));
+                i += 8;
+                if i - start >= 64 {
+                    break;
                 }
-                self.i = at;
+                continue;
             }
+            let at = i + (found.trailing_zeros() / 8) as usize;
+            if self.b[at] == b'"' {
+                self.i = at + 1;
+                return Ok((&self.s[start..at], false));
+            }
+            // a backslash: the escape-aware loop below goes on from it
+            i = at;
+            break;
         }
+        self.i = i;
         let mut escaped = false;
         loop {
             match memchr::memchr2(b'"', b'\\', &self.b[self.i..]) {
@@ -386,6 +393,27 @@ mod tests {
                 .unwrap_err()
                 .contains("closing quote")
         );
+        // every length through and past the 64 bytes scanned a word at a
+        // time, plain and with an escaped quote at every place
+        for n in 0..90 {
+            let plain = "é".repeat(n / 2) + &"x".repeat(n % 2);
+            f.clear();
+            parse_line(
+                &format!(r#"{{"msg":"{plain}","n":1}}"#),
+                &mut f,
+                &mut scratch,
+                2024,
+            )
+            .unwrap();
+            assert_eq!(f.message.get(), Some(plain.as_str()), "{n}");
+            for at in 0..=n {
+                let raw = format!("{}\\\"{}", "y".repeat(at), "z".repeat(n - at));
+                f.clear();
+                parse_line(&format!(r#"{{"msg":"{raw}"}}"#), &mut f, &mut scratch, 2024).unwrap();
+                let want = format!("{}\"{}", "y".repeat(at), "z".repeat(n - at));
+                assert_eq!(f.message.get(), Some(want.as_str()), "{n} {at}");
+            }
+        }
     }
 
     fn parse(line: &str) -> Result<Fields, String> {
