@@ -341,17 +341,24 @@ impl BatchLines {
             })
             .collect();
         let lines = DataFrame::new(vec![
-            Column::new("ts_us".into(), &b.ts),
+            opt_column::<Int64Type>("ts_us", &b.ts),
             Column::new("svc_key".into(), svc_key),
             Column::new("severity".into(), severity),
-            Column::new("status".into(), &b.status),
-            Column::new("latency_ms".into(), &b.latency_ms),
-            Column::new("bytes".into(), &b.bytes),
+            opt_column::<Int32Type>("status", &b.status),
+            opt_column::<Float64Type>("latency_ms", &b.latency_ms),
+            opt_column::<Int64Type>("bytes", &b.bytes),
             Column::new("template_id".into(), &b.template_id),
-            Column::new("client_ip".into(), client),
+            opt_column::<UInt64Type>("client_ip", &client),
         ])?;
         Ok(BatchLines { lines, names })
     }
+}
+
+/// A numeric column of optional values in one pass over them (`Column::new`
+/// of an `Option` slice appends each to a builder: ~1% of a full analyze).
+fn opt_column<T: PolarsNumericType>(name: &str, v: &[Option<T::Native>]) -> Column {
+    let ca: ChunkedArray<T> = v.iter().copied().collect_ca_trusted(name.into());
+    ca.into_series().into()
 }
 
 /// Gathers `BatchLines` into a `FeatureInput` (see `BatchLines`).
@@ -396,7 +403,7 @@ impl LinesCollector {
             .into_iter()
             .map(|t| t.and_then(&first_seen))
             .collect();
-        lines.with_column(Column::new("tpl_first_us".into(), tpl_first))?;
+        lines.with_column(opt_column::<Int64Type>("tpl_first_us", &tpl_first))?;
         let (keys, names): (Vec<u64>, Vec<String>) = self.names.into_iter().unzip();
         let services = DataFrame::new(vec![
             Column::new("svc_key".into(), keys),
