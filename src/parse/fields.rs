@@ -246,6 +246,17 @@ impl RecentKey {
         target: None,
     };
 
+    /// `kb` (at most `MAX_KEY` bytes) remembered with its column.
+    fn new(kb: &[u8], target: Option<Target>) -> RecentKey {
+        let mut key = [0; MAX_KEY];
+        key[..kb.len()].copy_from_slice(kb);
+        RecentKey {
+            len: kb.len() as u8,
+            key,
+            target,
+        }
+    }
+
     fn holds(&self, kb: &[u8]) -> bool {
         self.len as usize == kb.len() && &self.key[..kb.len()] == kb
     }
@@ -291,10 +302,7 @@ fn target_cached(key: &str) -> Option<Target> {
         }
         let target = target_for(key);
         r[pair + 1] = r[pair];
-        let e = &mut r[pair];
-        e.len = kb.len() as u8;
-        e.key[..kb.len()].copy_from_slice(kb);
-        e.target = target;
+        r[pair] = RecentKey::new(kb, target);
         target
     })
 }
@@ -574,15 +582,9 @@ mod tests {
 
     #[test]
     fn a_remembered_key_holds_itself_and_no_other() {
-        let remember = |k: &[u8]| {
-            let mut e = RecentKey::EMPTY;
-            e.len = k.len() as u8;
-            e.key[..k.len()].copy_from_slice(k);
-            e
-        };
         for n in 1..=MAX_KEY {
             let base = vec![b'a'; n];
-            let e = remember(&base);
+            let e = RecentKey::new(&base, None);
             assert!(e.holds(&base), "{n}");
             assert!(!e.holds(&base[..n - 1]), "{n}");
             for at in 0..n {
