@@ -79,8 +79,10 @@ impl Source {
     }
 
     /// Reads the next block of about `target` bytes ending after a newline
-    /// (or at end of input). `None` at end of input.
-    pub fn next_block(&mut self, target: usize) -> Result<Option<Vec<u8>>> {
+    /// (or at end of input). A line longer than `target` is read whole, up
+    /// to `max` bytes (a block holding no newline is returned cut at `max`).
+    /// `None` at end of input.
+    pub fn next_block(&mut self, target: usize, max: usize) -> Result<Option<Vec<u8>>> {
         if self.eof && self.carry.is_empty() {
             return Ok(None);
         }
@@ -88,34 +90,55 @@ impl Source {
         buf.clear();
         buf.extend_from_slice(&self.carry);
         self.carry.clear();
-        buf.reserve(target + (target >> 3));
-        if buf.len() < target && !self.eof {
-            // `read_to_end` reads into the spare capacity as it is, where
-            // resizing first would zero the whole block before every read
-            // (a 16 MiB memset per block, and 9 ms before the first line of
-            // even a small file could be parsed)
-            let want = (target - buf.len()) as u64;
-            let n = Read::by_ref(&mut self.reader)
-                .take(want)
-                .read_to_end(&mut buf)
-                .with_context(|| format!("reading {}", self.name))?;
-            if (n as u64) < want {
-                self.eof = true;
+        let mut want = target.max(1);
+        buf.reserve(want + (want >> 3));
+        loop {
+            if buf.len() < want && !self.eof {
+                // `read_to_end` reads into the spare capacity as it is, where
+                // resizing first would zero the whole block before every read
+                // (a 16 MiB memset per block, and 9 ms before the first line of
+                // even a small file could be parsed)
+                let short = (want - buf.len()) as u64;
+                let n = Read::by_ref(&mut self.reader)
+                    .take(short)
+                    .read_to_end(&mut buf)
+                    .with_context(|| format!("reading {}", self.name))?;
+                if (n as u64) < short {
+                    self.eof = true;
+                }
             }
-        }
-        if !self.eof {
-            // keep the partial last line for the next block; a block without
-            // any newline (one huge line) is returned whole
+            if self.eof {
+                break;
+            }
+            // keep the partial last line for the next block
             if let Some(p) = memchr::memrchr(b'\n', &buf) {
                 self.carry.extend_from_slice(&buf[p + 1..]);
                 buf.truncate(p + 1);
+                break;
             }
+            if want >= max {
+                // no newline in `max` bytes: one huge line, returned cut
+                break;
+            }
+            want = want.saturating_mul(2).min(max);
         }
         if buf.is_empty() {
             return Ok(None);
         }
         Ok(Some(buf))
     }
+}
+
+/// Bytes the first block of a source is read with: more than the MiB the
+/// fingerprint hashes, and far less than a whole block, so the first lines
+/// reach DuckDB soon after the start instead of after a 16 MiB block.
+pub const FIRST_BLOCK_BYTES: usize = 2 << 20;
+
+/// The size to read the block after one read with `prev` bytes: twice as
+/// many, up to `max`. Starting from `FIRST_BLOCK_BYTES.min(max)`, a 16 MiB
+/// `max` is reached after 2, 4 and 8 MiB.
+pub fn next_block_target(prev: usize, max: usize) -> usize {
+    prev.saturating_mul(2).min(max)
 }
 
 /// FNV-1a 64 of a byte slice: stable across builds, used for fingerprints.
@@ -140,6 +163,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn block_targets_double_up_to_the_configured_size() {
+        let max = 16 << 20;
+        let mut t = FIRST_BLOCK_BYTES.min(max);
+        let mut seen = vec![t];
+        while t < max {
+            t = next_block_target(t, max);
+            seen.push(t);
+        }
+        assert_eq!(seen, [2 << 20, 4 << 20, 8 << 20, 16 << 20]);
+        assert_eq!(next_block_target(max, max), max);
+        assert_eq!(next_block_target(1 << 16, 1 << 16), 1 << 16);
+        assert_eq!(next_block_target(usize::MAX, usize::MAX), usize::MAX);
+    }
+
+    // the first block holds the whole MiB the fingerprint hashes
+    const _: () = assert!(FIRST_BLOCK_BYTES > 1 << 20);
+
+    #[test]
     fn blocks_end_on_newlines_and_cover_everything() {
         let data: Vec<u8> = (0..1000)
             .flat_map(|i| format!("line number {i}\n").into_bytes())
@@ -147,11 +188,32 @@ mod tests {
             .collect();
         let mut s = Source::from_bytes("t", data.clone());
         let mut all = Vec::new();
-        while let Some(b) = s.next_block(100).unwrap() {
+        while let Some(b) = s.next_block(100, 100).unwrap() {
             assert!(b.ends_with(b"\n") || b.ends_with(b"end"));
             all.extend(b);
         }
         assert_eq!(all, data);
+    }
+
+    #[test]
+    fn lines_longer_than_the_target_are_read_whole_up_to_the_maximum() {
+        let long = "y".repeat(700);
+        let huge = "z".repeat(3000);
+        let data = format!("a\n{long}\nb\n{huge}\nc\n").into_bytes();
+        let mut s = Source::from_bytes("t", data.clone());
+        let mut blocks = Vec::new();
+        while let Some(b) = s.next_block(100, 1000).unwrap() {
+            blocks.push(String::from_utf8(b).unwrap());
+        }
+        assert_eq!(blocks.concat().into_bytes(), data);
+        // the 700-byte line comes whole, after the line before it
+        assert_eq!(blocks[0], "a\n");
+        assert_eq!(blocks[1], format!("{long}\nb\n"));
+        // the 3000-byte line has no newline within 1000 bytes: cut there
+        assert_eq!(blocks[2].len(), 1000);
+        assert!(!blocks[2].contains('\n'));
+        assert!(blocks[3..].iter().all(|b| b.len() <= 1000));
+        assert!(blocks.last().unwrap().ends_with("\nc\n"));
     }
 
     /// Hands out at most 7 bytes per read, as a pipe may.
@@ -173,7 +235,7 @@ mod tests {
         s.reader = Box::new(Trickle(std::io::Cursor::new(data.clone())));
         let mut all = Vec::new();
         let mut sizes = Vec::new();
-        while let Some(b) = s.next_block(256).unwrap() {
+        while let Some(b) = s.next_block(256, 256).unwrap() {
             assert!(b.ends_with(b"\n"));
             sizes.push(b.len());
             all.extend_from_slice(&b);

@@ -9,7 +9,7 @@ use crate::detect::Scope;
 use crate::features::{BatchLines, FeatureInput, LinesCollector};
 use crate::ingest::{parse_block, ParseSettings, Reject};
 use crate::parse::{detect, FormatChoice};
-use crate::source::{fingerprint, Source};
+use crate::source::{fingerprint, next_block_target, Source, FIRST_BLOCK_BYTES};
 use crate::store::{arrow_batch, RunTotals, Store};
 use crate::template::{Miner, DEFAULT_SIMILARITY};
 use anyhow::{Context, Result};
@@ -122,7 +122,8 @@ type ArrowBatch = Result<RecordBatch, ArrowError>;
 /// DuckDB: enough to keep both busy, few enough to bound memory (~40 MB).
 const IN_FLIGHT_BATCHES: usize = 32;
 
-/// Reads `src` block by block from `first` on, parses and mines each block
+/// Reads `src` block by block from `first` (read with `first_target`
+/// bytes) on, each block twice the last up to `block_bytes`, parses and mines each block
 /// on the rayon pool, and sends its lines as `logs` record batches to `tx`
 /// until the input ends or the receiver is gone. Counts go to `sum`,
 /// rejected lines to `rejects`. With `keep` each batch's feature columns are
@@ -133,6 +134,7 @@ const IN_FLIGHT_BATCHES: usize = 32;
 fn produce_batches(
     src: &mut Source,
     first: Vec<u8>,
+    first_target: usize,
     settings: &ParseSettings,
     miner: &mut Miner,
     block_bytes: usize,
@@ -144,6 +146,7 @@ fn produce_batches(
     pb: Option<&indicatif::ProgressBar>,
 ) -> Result<()> {
     let mut next_line = 1i64;
+    let mut target = first_target;
     let mut block = Some(first);
     while let Some(b) = block.take() {
         let t_parse = Instant::now();
@@ -193,7 +196,8 @@ fn produce_batches(
             pb.inc(b.len() as u64);
         }
         src.recycle(b);
-        block = src.next_block(block_bytes)?;
+        target = next_block_target(target, block_bytes);
+        block = src.next_block(target, block_bytes)?;
     }
     Ok(())
 }
@@ -216,7 +220,9 @@ fn load_one(
         source: src.name.clone(),
         ..Default::default()
     };
-    let Some(first) = src.next_block(cfg.ingest.block_bytes)? else {
+    // a small first block: DuckDB starts storing while later blocks are read
+    let first_target = FIRST_BLOCK_BYTES.min(cfg.ingest.block_bytes);
+    let Some(first) = src.next_block(first_target, cfg.ingest.block_bytes)? else {
         sum.error = None;
         sum.format = None;
         return Ok(sum);
@@ -278,6 +284,7 @@ fn load_one(
             produce_batches(
                 &mut src,
                 first,
+                first_target,
                 &settings,
                 miner,
                 cfg.ingest.block_bytes,
