@@ -228,7 +228,8 @@ fn load_one(
         return Ok(sum);
     };
     let fp = fingerprint(&first, src.size_on_disk);
-    if let Some(prior) = store.find_loaded(&fp)? {
+    let content = store.runs_of_content(&fp)?;
+    if let Some(prior) = content.loaded {
         if !args.replace {
             sum.already_loaded = Some(format!(
                 "already loaded as run {} from {} at {} ({} lines); use --replace to load it again",
@@ -239,7 +240,7 @@ fn load_one(
         }
     }
     // drop earlier copies: replaced ones, and unfinished runs of a crash
-    for old in store.runs_with_fingerprint(&fp)? {
+    for old in content.run_ids {
         for (template_id, n) in store.delete_run(old)? {
             miner.forget(template_id, n as u64);
         }
@@ -391,23 +392,23 @@ pub fn load_files(args: &AnalyzeArgs, cfg: &Config, store: &Store) -> Result<Sum
         .collect();
     if !runs.is_empty() {
         let ids = runs.join(",");
-        let (first, last): (Option<String>, Option<String>) = store.conn.query_row(
-            &format!(
-                "SELECT strftime(min(ts), '%Y-%m-%dT%H:%M:%SZ'),
-                        strftime(max(ts), '%Y-%m-%dT%H:%M:%SZ')
-                 FROM logs WHERE ingest_id IN ({ids})"
-            ),
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        // one scan for the time span and the services
+        let (first, last, services): (Option<String>, Option<String>, String) =
+            store.conn.query_row(
+                &format!(
+                    "SELECT strftime(min(ts), '%Y-%m-%dT%H:%M:%SZ'),
+                            strftime(max(ts), '%Y-%m-%dT%H:%M:%SZ'),
+                            to_json(coalesce(list(DISTINCT coalesce(service, host, '-')
+                                                  ORDER BY coalesce(service, host, '-')), []))::VARCHAR
+                     FROM logs WHERE ingest_id IN ({ids})"
+                ),
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
         summary.first_ts = first;
         summary.last_ts = last;
-        let mut st = store.conn.prepare(&format!(
-            "SELECT DISTINCT coalesce(service, host, '-') FROM logs WHERE ingest_id IN ({ids}) ORDER BY 1"
-        ))?;
-        summary.services = st
-            .query_map([], |r| r.get(0))?
-            .collect::<duckdb::Result<Vec<String>>>()?;
+        summary.services = serde_json::from_str(&services)
+            .with_context(|| format!("reading the services of runs {ids}"))?;
     }
     summary.seconds = t0.elapsed().as_secs_f64();
     let secs = summary.seconds.max(1e-9);

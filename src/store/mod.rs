@@ -11,7 +11,7 @@ pub mod query;
 use crate::ingest::Reject;
 use crate::template::Template;
 use anyhow::{Context, Result};
-use duckdb::{params, Connection, OptionalExt};
+use duckdb::{params, Connection};
 
 /// The schema. `CREATE ... IF NOT EXISTS` so opening an existing file is a no-op.
 pub const SCHEMA: &str = r#"
@@ -130,6 +130,15 @@ pub struct PriorRun {
     pub lines_stored: i64,
 }
 
+/// The runs of one content fingerprint (`Store::runs_of_content`).
+#[derive(Debug, Clone, Default)]
+pub struct ContentRuns {
+    /// The last run that finished loading it.
+    pub loaded: Option<PriorRun>,
+    /// Every run with it, finished or not, oldest first.
+    pub run_ids: Vec<i64>,
+}
+
 /// Totals of one run, written to `runs` when it ends.
 #[derive(Debug, Clone, Default)]
 pub struct RunTotals {
@@ -177,35 +186,35 @@ impl Store {
         })
     }
 
-    /// A finished run that loaded content with this fingerprint, if any.
-    pub fn find_loaded(&self, fingerprint: &str) -> Result<Option<PriorRun>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT run_id, source, CAST(finished_at AS VARCHAR), lines_stored FROM runs
-                 WHERE fingerprint = ? AND status = 'done' ORDER BY run_id DESC LIMIT 1",
-                params![fingerprint],
-                |r| {
-                    Ok(PriorRun {
+    /// The runs that loaded content with this fingerprint, any status, in
+    /// one query: the last finished one (content already loaded) and all of
+    /// their ids (for `--replace`, and cleanup after a crash).
+    pub fn runs_of_content(&self, fingerprint: &str) -> Result<ContentRuns> {
+        let mut st = self.conn.prepare(
+            "SELECT run_id, status = 'done', source, CAST(finished_at AS VARCHAR), lines_stored
+             FROM runs WHERE fingerprint = ? ORDER BY run_id",
+        )?;
+        let rows = st
+            .query_map(params![fingerprint], |r| {
+                Ok((
+                    r.get::<_, bool>(1)?,
+                    PriorRun {
                         run_id: r.get(0)?,
-                        source: r.get(1)?,
-                        finished_at: r.get(2)?,
-                        lines_stored: r.get(3)?,
-                    })
-                },
-            )
-            .optional()?)
-    }
-
-    /// Runs with this fingerprint, any status (for `--replace` and cleanup).
-    pub fn runs_with_fingerprint(&self, fingerprint: &str) -> Result<Vec<i64>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT run_id FROM runs WHERE fingerprint = ? ORDER BY run_id")?;
-        let ids = st
-            .query_map(params![fingerprint], |r| r.get(0))?
-            .collect::<duckdb::Result<Vec<i64>>>()?;
-        Ok(ids)
+                        source: r.get(2)?,
+                        finished_at: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                        lines_stored: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
+                    },
+                ))
+            })?
+            .collect::<duckdb::Result<Vec<_>>>()?;
+        Ok(ContentRuns {
+            run_ids: rows.iter().map(|(_, r)| r.run_id).collect(),
+            loaded: rows
+                .into_iter()
+                .rev()
+                .find(|(done, _)| *done)
+                .map(|(_, r)| r),
+        })
     }
 
     /// Deletes everything a run stored (its logs, rejects and runs row) and
@@ -245,15 +254,14 @@ impl Store {
         fingerprint: Option<&str>,
         format: &str,
     ) -> Result<i64> {
-        let id: i64 =
-            self.conn
-                .query_row("SELECT coalesce(max(run_id), 0) + 1 FROM runs", [], |r| {
-                    r.get(0)
-                })?;
-        self.conn.execute(
+        // one statement (one commit): the next id and the row together
+        let id: i64 = self.conn.query_row(
             "INSERT INTO runs (run_id, kind, source, fingerprint, format, started_at, status)
-             VALUES (?, ?, ?, ?, ?, current_timestamp::TIMESTAMP, 'running')",
-            params![id, kind, source, fingerprint, format],
+             SELECT coalesce(max(run_id), 0) + 1, ?, ?, ?, ?, current_timestamp::TIMESTAMP, 'running'
+             FROM runs
+             RETURNING run_id",
+            params![kind, source, fingerprint, format],
+            |r| r.get(0),
         )?;
         Ok(id)
     }
@@ -530,7 +538,16 @@ mod tests {
             .unwrap();
         assert_eq!(line, 2);
         assert!(reason.contains("JSON"));
-        assert!(store.find_loaded("fp").unwrap().is_some());
+        let other = store
+            .begin_run("analyze", "t2", Some("fp"), "json")
+            .unwrap();
+        let content = store.runs_of_content("fp").unwrap();
+        assert_eq!(content.run_ids, [run, other]);
+        // the unfinished run counts for cleanup, not as loaded
+        let loaded = content.loaded.unwrap();
+        assert_eq!((loaded.run_id, loaded.lines_stored), (run, 2));
+        assert!(!loaded.finished_at.is_empty());
+        assert!(store.runs_of_content("other").unwrap().run_ids.is_empty());
         let loaded = store.load_templates().unwrap();
         assert_eq!(loaded.len(), miner.len());
         store.delete_run(run).unwrap();
