@@ -26,6 +26,53 @@ fn quote_or_backslash(word: u64) -> u64 {
     zero_byte(word ^ (ONES * u64::from(b'"'))) | zero_byte(word ^ (ONES * u64::from(b'\\')))
 }
 
+/// Bit `k` set when byte `k` of the 16 bytes at `b[at..at + 16]` is `"` or
+/// `\\`: two SSE2 compares (SSE2 is part of every x86_64 CPU).
+#[cfg(target_arch = "x86_64")]
+fn quote_or_backslash_16(b: &[u8], at: usize) -> u32 {
+    use std::arch::x86_64::*;
+    let bytes: &[u8; 16] = b[at..at + 16].try_into().expect("16 bytes");
+    // SAFETY: SSE2 is always available on x86_64; the unaligned load reads
+    // exactly the 16 bytes borrowed above.
+    unsafe {
+        let v = _mm_loadu_si128(bytes.as_ptr() as *const __m128i);
+        let hits = _mm_or_si128(
+            _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8)),
+            _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8)),
+        );
+        _mm_movemask_epi8(hits) as u32
+    }
+}
+
+/// Where the first `"` or `\\` at or after `start` is, looking at most ~64
+/// bytes ahead: `Ok(position)`, or `Err(next)` when none is before `next`
+/// (the caller goes on from there). 16 bytes at a time (x86_64), then 8.
+fn first_quote_or_backslash(b: &[u8], start: usize) -> Result<usize, usize> {
+    let mut i = start;
+    #[cfg(target_arch = "x86_64")]
+    while i + 16 <= b.len() {
+        let m = quote_or_backslash_16(b, i);
+        if m != 0 {
+            return Ok(i + m.trailing_zeros() as usize);
+        }
+        i += 16;
+        if i - start >= 64 {
+            return Err(i);
+        }
+    }
+    while let Some(word) = b.get(i..i + 8) {
+        let found = quote_or_backslash(u64::from_le_bytes(word.try_into().unwrap_or([0; 8])));
+        if found != 0 {
+            return Ok(i + (found.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+        if i - start >= 64 {
+            break;
+        }
+    }
+    Err(i)
+}
+
 impl<'a> Scanner<'a> {
     fn ws(&mut self) {
         while self.i < self.b.len() && matches!(self.b[self.i], b' ' | b'\t' | b'\r' | b'\n') {
@@ -57,28 +104,16 @@ impl<'a> Scanner<'a> {
         debug_assert_eq!(self.b[self.i], b'"');
         self.i += 1;
         let start = self.i;
-        // 8 bytes at a time for the first 64: keys and most values end there,
+        // the first 64 bytes by SIMD words: keys and most values end there,
         // before memchr's set-up would pay off
-        let mut i = start;
-        while let Some(word) = self.b.get(i..i + 8) {
-            let found = quote_or_backslash(u64::from_le_bytes(word.try_into().unwrap_or([0; 8])));
-            if found == 0 {
-                i += 8;
-                if i - start >= 64 {
-                    break;
-                }
-                continue;
-            }
-            let at = i + (found.trailing_zeros() / 8) as usize;
-            if self.b[at] == b'"' {
+        match first_quote_or_backslash(self.b, start) {
+            Ok(at) if self.b[at] == b'"' => {
                 self.i = at + 1;
                 return Ok((&self.s[start..at], false));
             }
             // a backslash: the escape-aware loop below goes on from it
-            i = at;
-            break;
+            Ok(at) | Err(at) => self.i = at,
         }
-        self.i = i;
         let mut escaped = false;
         loop {
             match memchr::memchr2(b'"', b'\\', &self.b[self.i..]) {
@@ -368,6 +403,38 @@ mod tests {
                     *b = if c == b'"' { b'\\' } else { b'"' };
                 }
                 assert_eq!(first(&w), Some(at), "{c} at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_first_quote_or_backslash_is_found_wherever_it_is() {
+        for len in 0..100 {
+            for at in 0..len {
+                for c in [b'"', b'\\'] {
+                    let mut b = vec![b'x'; len];
+                    b[at] = c;
+                    // a later quote or backslash must not move the answer
+                    if at + 1 < len {
+                        b[len - 1] = b'"';
+                    }
+                    for start in [0, 1, 3].into_iter().filter(|&s| s <= at) {
+                        match first_quote_or_backslash(&b, start) {
+                            Ok(p) => assert_eq!(p, at, "len {len} at {at} start {start}"),
+                            // none before `next`: 64 bytes were looked at, or
+                            // too few were left for a word
+                            Err(next) => assert!(
+                                at >= next && (next - start >= 64 || len - next < 8),
+                                "len {len} at {at} start {start} next {next}"
+                            ),
+                        }
+                    }
+                }
+            }
+            let plain = vec![b'y'; len];
+            match first_quote_or_backslash(&plain, 0) {
+                Ok(p) => panic!("found {p} in {len} plain bytes"),
+                Err(next) => assert!(next <= len),
             }
         }
     }
