@@ -194,7 +194,17 @@ impl Fields {
 /// are copied whole; every character that needs escaping is ASCII, so the
 /// scan is over bytes and cuts only at character boundaries.
 pub fn push_json_string(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
     out.push('"');
+    // most strings need no escape: one branch-free pass (vectorised) tells
+    let needs_escape = s.bytes().fold(false, |any, c| {
+        any | (c < 0x20) | (c == b'"') | (c == b'\\')
+    });
+    if !needs_escape {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     let mut run = 0;
     for (i, &c) in s.as_bytes().iter().enumerate() {
         let short = match c {
@@ -489,5 +499,21 @@ mod tests {
         s.clear();
         push_json_string(&mut s, "");
         assert_eq!(s, r#""""#);
+        // plain text of any length is copied as it is
+        let plain = "req-47ae79ad3f12bea3 naïve ✓ ".repeat(3);
+        s.clear();
+        push_json_string(&mut s, &plain);
+        assert_eq!(s, format!("\"{plain}\""));
+        // a character to escape anywhere in a long string is escaped there
+        for at in 0..40 {
+            for c in ['"', '\\', '\n', '\u{0}', '\u{1f}'] {
+                let mut text: String = "x".repeat(40);
+                text.insert(at, c);
+                s.clear();
+                push_json_string(&mut s, &text);
+                let back: String = serde_json::from_str(&s).unwrap();
+                assert_eq!(back, text, "{s}");
+            }
+        }
     }
 }
