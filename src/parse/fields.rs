@@ -331,6 +331,53 @@ fn target_for(key: &str) -> Option<Target> {
     BY_NAME.get(k).copied()
 }
 
+/// Powers of ten that an `f64` holds exactly.
+const EXACT_POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// The value of a plain decimal (`-?digits(.digits)?`, at most 15 digits
+/// in all), the shape of nearly every number in logs, without the general
+/// parser: its digits as an integer and a power of ten are both exact in an
+/// `f64`, so their quotient is the correctly rounded value, as `str::parse`
+/// gives. `None` for anything else (exponents, more digits), which `parse`
+/// reads.
+fn simple_number(tok: &str) -> Option<f64> {
+    let b = tok.as_bytes();
+    let neg = b.first() == Some(&b'-');
+    let mut i = usize::from(neg);
+    let mut mantissa: u64 = 0;
+    let digits_from = |i: &mut usize, mantissa: &mut u64| {
+        let from = *i;
+        while let Some(d) = b.get(*i).filter(|c| c.is_ascii_digit()) {
+            *mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+            *i += 1;
+        }
+        *i - from
+    };
+    let int_digits = digits_from(&mut i, &mut mantissa);
+    let mut frac = 0;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        frac = digits_from(&mut i, &mut mantissa);
+        if frac == 0 {
+            return None;
+        }
+    }
+    // wrapping arithmetic is fine: more than 15 digits are refused here
+    if int_digits == 0 || i != b.len() || int_digits + frac > 15 {
+        return None;
+    }
+    let v = mantissa as f64 / EXACT_POW10[frac];
+    Some(if neg { -v } else { v })
+}
+
+/// A number as Rust reads one (`str::parse::<f64>`), plain decimals by
+/// the quicker `simple_number`.
+pub fn parse_number(tok: &str) -> Result<f64, std::num::ParseFloatError> {
+    simple_number(tok).map_or_else(|| tok.parse::<f64>(), Ok)
+}
+
 /// Parses a duration text such as `12ms`, `1.5s`, `350us`, `2m`, or a bare
 /// number in `default_ms_per_unit`. Returns milliseconds.
 pub fn parse_duration_ms(s: &str, default_ms_per_unit: f64) -> Option<f64> {
@@ -521,6 +568,76 @@ pub fn level_from_status(status: i32) -> Level {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn simple_numbers_read_exactly_as_the_general_parser_reads_them() {
+        let mut toks: Vec<String> = [
+            "0",
+            "-0",
+            "7",
+            "007",
+            "57.2",
+            "0.1",
+            "0.3",
+            "-12.5",
+            "4891",
+            "200",
+            "1.5",
+            "999999999999999",
+            "0.00000000000001",
+            "123456789.012345",
+            "3.14159",
+            "0000012.5",
+        ]
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+        // a spread of decimals with up to 15 digits
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let digits = (x % 15 + 1) as usize;
+            let m = x % 10u64.pow(digits as u32);
+            let frac = (x >> 40) as usize % (digits + 1);
+            let text = format!("{m:0digits$}");
+            let (int, dec) = text.split_at(digits - frac);
+            let int = if int.is_empty() { "0" } else { int };
+            let sign = if x & 1 == 1 { "-" } else { "" };
+            toks.push(if frac == 0 {
+                format!("{sign}{int}")
+            } else {
+                format!("{sign}{int}.{dec}")
+            });
+        }
+        for t in &toks {
+            let want: f64 = t.parse().unwrap();
+            let digits = t.bytes().filter(u8::is_ascii_digit).count();
+            match simple_number(t) {
+                Some(got) => assert_eq!(got.to_bits(), want.to_bits(), "{t}"),
+                None => assert!(digits > 15, "{t} is simple"),
+            }
+        }
+        // everything else is left to the general parser
+        for t in [
+            "1e3",
+            "1.",
+            ".5",
+            "-",
+            "",
+            "1.2.3",
+            "1234567890123456",
+            "+5",
+            "-inf",
+            "0x10",
+            "0.000000000000001",
+            "-12.",
+            "12.5x",
+        ] {
+            assert_eq!(simple_number(t), None, "{t}");
+        }
+    }
 
     #[test]
     fn aliases_and_units() {

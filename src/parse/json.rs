@@ -204,7 +204,7 @@ impl<'a> Scanner<'a> {
                     self.i = start;
                     return self.err("value");
                 }
-                match tok.parse::<f64>() {
+                match fields::parse_number(tok) {
                     Ok(v) => Ok(Value::Num(v, tok)),
                     Err(_) => {
                         self.i = start;

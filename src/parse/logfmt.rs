@@ -94,7 +94,7 @@ pub fn parse_line(
 fn classify_bare(raw: &str) -> Value<'_> {
     let first = raw.as_bytes().first().copied().unwrap_or(b'x');
     if first.is_ascii_digit() || first == b'-' {
-        if let Ok(n) = raw.parse::<f64>() {
+        if let Ok(n) = fields::parse_number(raw) {
             return Value::Num(n, raw);
         }
     }
