@@ -419,7 +419,47 @@ pub fn split_request_line(s: &str) -> Option<(&str, &str)> {
 /// Assigns one key/value to `f`. Unknown keys and values that do not fit
 /// their column (a non-numeric status, say) are kept in `extra`.
 pub fn assign(f: &mut Fields, key: &str, v: Value<'_>, year_hint: i64) {
-    let known = match target_cached(key) {
+    assign_to(f, target_cached(key), key, v, year_hint);
+}
+
+/// The columns of the keys of the line parsed last, by their place in it:
+/// lines of one source repeat their keys in one order, so a key compared
+/// with the key at its place in the line before needs no cache lookup.
+#[derive(Default)]
+pub struct KeyMemo {
+    keys: Vec<RecentKey>,
+}
+
+impl KeyMemo {
+    /// Places remembered; keys further on are looked up in the cache.
+    const PLACES: usize = 64;
+
+    /// `assign` for the key at place `at` (0-based) of its line.
+    pub fn assign(&mut self, at: usize, f: &mut Fields, key: &str, v: Value<'_>, year_hint: i64) {
+        let kb = key.as_bytes();
+        let target = match self.keys.get(at) {
+            Some(k) if k.holds(kb) => k.target,
+            _ => {
+                let target = target_cached(key);
+                if kb.len() <= MAX_KEY && at < Self::PLACES {
+                    let k = RecentKey::new(kb, target);
+                    let n = self.keys.len();
+                    match self.keys.get_mut(at) {
+                        Some(slot) => *slot = k,
+                        None if at == n => self.keys.push(k),
+                        None => {}
+                    }
+                }
+                target
+            }
+        };
+        assign_to(f, target, key, v, year_hint);
+    }
+}
+
+/// `assign` with the key's column already found.
+fn assign_to(f: &mut Fields, target: Option<Target>, key: &str, v: Value<'_>, year_hint: i64) {
+    let known = match target {
         Some(t) => assign_known(f, t, v, year_hint),
         None => false,
     };
@@ -637,6 +677,67 @@ mod tests {
         ] {
             assert_eq!(simple_number(t), None, "{t}");
         }
+    }
+
+    #[test]
+    fn the_key_memo_assigns_as_the_cache_does_whatever_the_key_order() {
+        // lines whose keys change order, case, number and kind: every line
+        // must come out as `assign` alone makes it
+        let lines: [&[(&str, Value<'_>)]; 5] = [
+            &[
+                ("ts", Value::Str("2024-01-01T00:00:00Z")),
+                ("level", Value::Str("warn")),
+                ("msg", Value::Str("a")),
+            ],
+            &[
+                ("level", Value::Str("error")),
+                ("ts", Value::Num(1.7e9, "1700000000")),
+                ("msg", Value::Str("b")),
+            ],
+            &[
+                ("LEVEL", Value::Str("info")),
+                ("user", Value::Str("bob")),
+                ("status", Value::Num(503.0, "503")),
+                ("latency_ms", Value::Num(1.5, "1.5")),
+            ],
+            &[("user", Value::Str("amy")), ("LEVEL", Value::Str("debug"))],
+            &[
+                ("ts", Value::Str("2024-01-01T00:00:01Z")),
+                ("level", Value::Str("warn")),
+                ("msg", Value::Str("c")),
+                ("x", Value::Null),
+            ],
+        ];
+        let mut memo = KeyMemo::default();
+        for round in 0..3 {
+            for (n, line) in lines.iter().enumerate() {
+                let (mut by_memo, mut alone) = (Fields::default(), Fields::default());
+                for (at, (k, v)) in line.iter().enumerate() {
+                    memo.assign(at, &mut by_memo, k, *v, 2024);
+                    assign(&mut alone, k, *v, 2024);
+                }
+                assert_eq!(by_memo, alone, "round {round}, line {n}");
+                // the keys do reach their columns (not only `extra`)
+                assert!(by_memo.level.is_some(), "round {round}, line {n}");
+                if n == 2 {
+                    assert_eq!((by_memo.status, by_memo.latency_ms), (Some(503), Some(1.5)));
+                }
+            }
+        }
+        // places past those remembered, and keys too long to remember
+        let long = "k".repeat(MAX_KEY + 1);
+        let mut f = Fields::default();
+        memo.assign(
+            KeyMemo::PLACES + 3,
+            &mut f,
+            "level",
+            Value::Str("warn"),
+            2024,
+        );
+        memo.assign(2, &mut f, &long, Value::Str("v"), 2024);
+        memo.assign(2, &mut f, &long, Value::Str("w"), 2024);
+        assert_eq!(f.level, Some(Level::Warn));
+        assert_eq!(f.extra.matches(long.as_str()).count(), 2);
     }
 
     #[test]

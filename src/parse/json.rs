@@ -220,6 +220,7 @@ impl<'a> Scanner<'a> {
         prefix: &mut String,
         f: &mut Fields,
         scratch: &mut String,
+        memo: &mut fields::KeyMemo,
         year: i64,
         depth: usize,
     ) -> PResult<()> {
@@ -230,6 +231,8 @@ impl<'a> Scanner<'a> {
             self.i += 1;
             return Ok(());
         }
+        // the place of each key in this object, for the memo of the last line's keys
+        let mut at = 0;
         loop {
             self.ws();
             if self.b.get(self.i) != Some(&b'"') {
@@ -250,14 +253,18 @@ impl<'a> Scanner<'a> {
             match self.b.get(self.i) {
                 None => return self.err("value"),
                 Some(b'"') => {
-                    let key = if plain { kraw } else { prefix.as_str() };
                     let (vraw, vesc) = self.string_raw()?;
-                    if vesc {
+                    let v = if vesc {
                         scratch.clear();
                         unescape(vraw, scratch);
-                        fields::assign(f, key, Value::Str(scratch), year);
+                        Value::Str(scratch)
                     } else {
-                        fields::assign(f, key, Value::Str(vraw), year);
+                        Value::Str(vraw)
+                    };
+                    if plain {
+                        memo.assign(at, f, kraw, v, year);
+                    } else {
+                        fields::assign(f, prefix, v, year);
                     }
                 }
                 Some(b'{') if depth < MAX_DEPTH => {
@@ -265,7 +272,7 @@ impl<'a> Scanner<'a> {
                         prefix.push_str(kraw);
                     }
                     prefix.push('.');
-                    self.object(prefix, f, scratch, year, depth + 1)?;
+                    self.object(prefix, f, scratch, memo, year, depth + 1)?;
                 }
                 Some(b'{') | Some(b'[') => {
                     let start = self.i;
@@ -283,9 +290,14 @@ impl<'a> Scanner<'a> {
                 }
                 Some(_) => {
                     let v = self.scalar_literal()?;
-                    fields::assign(f, if plain { kraw } else { prefix }, v, year);
+                    if plain {
+                        memo.assign(at, f, kraw, v, year);
+                    } else {
+                        fields::assign(f, prefix, v, year);
+                    }
                 }
             }
+            at += 1;
             prefix.truncate(plen);
             self.ws();
             match self.b.get(self.i) {
@@ -344,6 +356,7 @@ fn unescape(raw: &str, out: &mut String) {
 pub struct JsonScratch {
     prefix: String,
     value: String,
+    keys: fields::KeyMemo,
 }
 
 /// Parses one JSON object line into `f` (which the caller has cleared).
@@ -363,7 +376,14 @@ pub fn parse_line(
         return Err("not a JSON object".into());
     }
     scratch.prefix.clear();
-    sc.object(&mut scratch.prefix, f, &mut scratch.value, year, 0)?;
+    sc.object(
+        &mut scratch.prefix,
+        f,
+        &mut scratch.value,
+        &mut scratch.keys,
+        year,
+        0,
+    )?;
     sc.ws();
     if sc.i != sc.b.len() {
         return Err(format!(
