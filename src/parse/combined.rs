@@ -4,7 +4,7 @@
 //! with a fraction, as nginx `$request_time`; a bare integer is Apache `%D`
 //! microseconds).
 
-use super::fields::{level_from_status, split_request_line};
+use super::fields::{level_from_status, parse_number, split_request_line};
 use super::time;
 use crate::record::Fields;
 
@@ -102,7 +102,7 @@ pub fn parse_line(line: &str, f: &mut Fields) -> Result<(), String> {
     if !rest.is_empty() {
         let t = rest.split(' ').next().unwrap_or("");
         if t.contains('.') {
-            if let Ok(s) = t.parse::<f64>() {
+            if let Ok(s) = parse_number(t) {
                 f.latency_ms = Some(s * 1000.0);
             }
         } else if let Ok(us) = t.parse::<i64>() {

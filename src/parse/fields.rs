@@ -386,7 +386,7 @@ pub fn parse_duration_ms(s: &str, default_ms_per_unit: f64) -> Option<f64> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+' || c == 'e'))
         .unwrap_or(s.len());
     let (num, unit) = s.split_at(end);
-    let v: f64 = num.parse().ok()?;
+    let v = parse_number(num).ok()?;
     let mul = match unit.trim() {
         "" => default_ms_per_unit,
         "ms" => 1.0,

@@ -231,7 +231,9 @@ pub fn parse_any(s: &str, year_hint: i64) -> Option<i64> {
         return Some(us);
     }
     if !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit() || c == b'.') {
-        return s.parse::<f64>().ok().and_then(from_epoch_number);
+        return super::fields::parse_number(s)
+            .ok()
+            .and_then(from_epoch_number);
     }
     None
 }
