@@ -257,8 +257,9 @@ impl RecentKey {
         }
     }
 
+    /// Whether this is `kb` (never for `EMPTY`, whatever `kb`'s length).
     fn holds(&self, kb: &[u8]) -> bool {
-        self.len as usize == kb.len() && &self.key[..kb.len()] == kb
+        self.len as usize == kb.len() && self.key.get(..kb.len()) == Some(kb)
     }
 }
 
@@ -441,8 +442,14 @@ impl KeyMemo {
             Some(k) if k.holds(kb) => k.target,
             _ => {
                 let target = target_cached(key);
-                if kb.len() <= MAX_KEY && at < Self::PLACES {
-                    let k = RecentKey::new(kb, target);
+                if at < Self::PLACES {
+                    // a key too long to remember still holds its place, so
+                    // the keys after it are remembered at theirs
+                    let k = if kb.len() <= MAX_KEY {
+                        RecentKey::new(kb, target)
+                    } else {
+                        RecentKey::EMPTY
+                    };
                     let n = self.keys.len();
                     match self.keys.get_mut(at) {
                         Some(slot) => *slot = k,
@@ -736,6 +743,18 @@ mod tests {
         );
         memo.assign(2, &mut f, &long, Value::Str("v"), 2024);
         memo.assign(2, &mut f, &long, Value::Str("w"), 2024);
+        // the place after a long key is still remembered
+        let (mut fresh, mut g) = (KeyMemo::default(), Fields::default());
+        fresh.assign(0, &mut g, "ts", Value::Str("2024-01-01T00:00:00Z"), 2024);
+        fresh.assign(1, &mut g, &long, Value::Str("v"), 2024);
+        fresh.assign(2, &mut g, "status", Value::Num(404.0, "404"), 2024);
+        assert_eq!(fresh.keys.len(), 3);
+        assert!(fresh.keys[2].holds(b"status"));
+        assert_eq!(g.status, Some(404));
+        // a key as long as the empty slot's mark (255 bytes) is no match for it
+        let longest = "q".repeat(usize::from(u8::MAX));
+        memo.assign(2, &mut f, &longest, Value::Str("x"), 2024);
+        assert!(f.extra.contains(longest.as_str()));
         assert_eq!(f.level, Some(Level::Warn));
         assert_eq!(f.extra.matches(long.as_str()).count(), 2);
     }
