@@ -124,8 +124,8 @@ const IN_FLIGHT_BATCHES: usize = 32;
 
 /// Reads `src` block by block from `first` (read with `first_target`
 /// bytes) on, each block twice the last up to `block_bytes`, parses and
-/// mines each block on the rayon pool, and sends its lines as `logs` record batches to `tx`
-/// until the input ends or the receiver is gone. Counts go to `sum`,
+/// mines each block on the rayon pool, and sends its lines as `logs` record
+/// batches to `tx` until the input ends or the receiver is gone. Counts go to `sum`,
 /// rejected lines to `rejects`. With `keep` each batch's feature columns are
 /// kept there too (`None` after a batch whose columns could not be kept). A
 /// read error ends the stream (the lines sent so far are still stored) and
