@@ -8,14 +8,16 @@ use arrow::array::{
     make_view, ArrayRef, Float64Array, Int32Array, Int64Array, StringArray, StringViewArray,
     TimestampMicrosecondArray, UInt32Array,
 };
-use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow::buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use std::sync::Arc;
 
-fn nulls(valid: impl Iterator<Item = bool>) -> Option<NullBuffer> {
-    let nb = NullBuffer::from_iter(valid);
-    (nb.null_count() > 0).then_some(nb)
+/// The null buffer of `n` rows, row `i` valid when `valid(i)`; `None` when
+/// every row is. Packs 64 rows per word (`from_iter` appended bit by bit).
+fn nulls(n: usize, valid: impl FnMut(usize) -> bool) -> Option<NullBuffer> {
+    let bits = BooleanBuffer::collect_bool(n, valid);
+    (bits.count_set_bits() < n).then(|| NullBuffer::new(bits))
 }
 
 /// Moves a column's buffers into an Arrow array: no copy, no second UTF-8
@@ -26,7 +28,7 @@ fn str_array(c: StrColumn) -> Result<ArrayRef> {
         c.offsets.first() == Some(&0) && last as usize == c.data.len(),
         "string column offsets do not span its data"
     );
-    let nulls = nulls(c.valid.iter().copied());
+    let nulls = nulls(c.valid.len(), |i| c.valid[i]);
     // checks that offsets only grow
     let offsets = OffsetBuffer::new(ScalarBuffer::from(c.offsets));
     let values = Buffer::from_vec(c.data.into_bytes());
@@ -39,7 +41,7 @@ fn str_array(c: StrColumn) -> Result<ArrayRef> {
 
 fn opt_prim<T: Copy + Default>(v: &[Option<T>]) -> (Vec<T>, Option<NullBuffer>) {
     let vals = v.iter().map(|x| x.unwrap_or_default()).collect();
-    (vals, nulls(v.iter().map(|x| x.is_some())))
+    (vals, nulls(v.len(), |i| v[i].is_some()))
 }
 
 /// One repeated string as a view column: one view, made once, copied into
@@ -73,7 +75,7 @@ fn level_views(levels: &[Option<Level>]) -> ArrayRef {
         StringViewArray::new_unchecked(
             ScalarBuffer::from(views),
             Vec::<Buffer>::new().into(),
-            nulls(levels.iter().map(|l| l.is_some())),
+            nulls(levels.len(), |i| levels[i].is_some()),
         )
     };
     Arc::new(arr)
@@ -365,5 +367,35 @@ mod tests {
         for (i, l) in Level::ALL.iter().enumerate() {
             assert_eq!(*l as usize, i, "ALL must follow the discriminants");
         }
+    }
+
+    #[test]
+    fn nulls_mark_exactly_the_missing_values_across_words() {
+        let mut b = LogBatch::with_capacity(130, 64);
+        for i in 0..130i64 {
+            let mut f = Fields::default();
+            f.message.set("hello");
+            if i % 7 != 0 {
+                f.host.set("web-1");
+            }
+            f.status = (i % 3 != 0).then_some(200);
+            b.push(i + 1, &f);
+            b.template_id.push(0);
+        }
+        let rb = to_record_batch(b, "a.log", 1).expect("record batch");
+        let host = rb.column_by_name("host").expect("host");
+        let status = rb.column_by_name("status").expect("status");
+        for i in 0..130 {
+            assert_eq!(host.is_valid(i), i % 7 != 0, "host row {i}");
+            assert_eq!(status.is_valid(i), i % 3 != 0, "status row {i}");
+        }
+        assert_eq!(host.null_count(), 19);
+        // a column without a missing value carries no null buffer at all
+        assert!(rb
+            .column_by_name("message")
+            .expect("message")
+            .nulls()
+            .is_none());
+        assert_eq!(rb.column_by_name("ts").expect("ts").null_count(), 130);
     }
 }
