@@ -435,6 +435,27 @@ impl KeyMemo {
     /// Places remembered; keys further on are looked up in the cache.
     const PLACES: usize = 64;
 
+    /// The key remembered at place `at`, as written, if one is.
+    pub fn key_at(&self, at: usize) -> Option<&[u8]> {
+        self.keys
+            .get(at)
+            .and_then(|k| k.key.get(..usize::from(k.len)))
+    }
+
+    /// `assign` for a key that is the one `key_at(at)` gave (the caller
+    /// compared them): its column is taken as remembered.
+    pub fn assign_remembered(
+        &self,
+        at: usize,
+        f: &mut Fields,
+        key: &str,
+        v: Value<'_>,
+        year_hint: i64,
+    ) {
+        let target = self.keys.get(at).and_then(|k| k.target);
+        assign_to(f, target, key, v, year_hint);
+    }
+
     /// `assign` for the key at place `at` (0-based) of its line.
     pub fn assign(&mut self, at: usize, f: &mut Fields, key: &str, v: Value<'_>, year_hint: i64) {
         let kb = key.as_bytes();

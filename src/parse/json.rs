@@ -238,8 +238,25 @@ impl<'a> Scanner<'a> {
             if self.b.get(self.i) != Some(&b'"') {
                 return self.err("object key");
             }
-            let (kraw, kesc) = self.string_raw()?;
             let plen = prefix.len();
+            // a top-level key written as the line before wrote the key at
+            // its place is that key (a remembered key holds no quote or
+            // backslash): compared where it stands, not scanned
+            let remembered = match memo.key_at(at).filter(|_| plen == 0) {
+                Some(k) => {
+                    let (from, to) = (self.i + 1, self.i + 1 + k.len());
+                    (self.b.get(to) == Some(&b'"') && self.b.get(from..to) == Some(k))
+                        .then_some((from, to))
+                }
+                None => None,
+            };
+            let (kraw, kesc) = match remembered {
+                Some((from, to)) => {
+                    self.i = to + 1;
+                    (&self.s[from..to], false)
+                }
+                None => self.string_raw()?,
+            };
             // a plain top-level key is used as it stands; a nested or
             // escaped one is built in `prefix`
             let plain = plen == 0 && !kesc;
@@ -261,7 +278,9 @@ impl<'a> Scanner<'a> {
                     } else {
                         Value::Str(vraw)
                     };
-                    if plain {
+                    if remembered.is_some() {
+                        memo.assign_remembered(at, f, kraw, v, year);
+                    } else if plain {
                         memo.assign(at, f, kraw, v, year);
                     } else {
                         fields::assign(f, prefix, v, year);
@@ -290,7 +309,9 @@ impl<'a> Scanner<'a> {
                 }
                 Some(_) => {
                     let v = self.scalar_literal()?;
-                    if plain {
+                    if remembered.is_some() {
+                        memo.assign_remembered(at, f, kraw, v, year);
+                    } else if plain {
                         memo.assign(at, f, kraw, v, year);
                     } else {
                         fields::assign(f, prefix, v, year);
@@ -501,6 +522,48 @@ mod tests {
                 assert_eq!(f.message.get(), Some(want.as_str()), "{n} {at}");
             }
         }
+    }
+
+    #[test]
+    fn remembered_keys_parse_as_fresh_ones_whatever_the_next_line_writes() {
+        let long = "k".repeat(60);
+        let lines = [
+            r#"{"ts":"2024-03-01T10:00:00Z","level":"info","msg":"a","status":200,"":1}"#
+                .to_string(),
+            // same places: a key extended, cut, escaped, emptied, nested
+            r#"{"tsx":"2024-03-01T10:00:00Z","leve":"warn","msg":"b","status":{"code":1},"":2}"#
+                .to_string(),
+            r#"{"t\u0073":"2024-03-01T10:00:01Z","level":"error","m\"sg":"c","status":500,"x":3}"#
+                .to_string(),
+            r#"{"ts":"2024-03-01T10:00:02Z","level":"info","msg":"d","status":201,"":4}"#
+                .to_string(),
+            format!(r#"{{"{long}":1,"ts":"2024-03-01T10:00:03Z","msg":"e"}}"#),
+            format!(r#"{{"{long}":2,"ts":"2024-03-01T10:00:04Z","msg":"f"}}"#),
+            r#"{"ts":"2024-03-01T10:00:05Z"}"#.to_string(),
+            r#"{"ts":"2024-03-01T10:00:06Z","level":"debug","msg":"g","status":404,"":5}"#
+                .to_string(),
+            r#"{"ts":"2024-03-01T10:00:07Z","level":"info","msg":"h","status":200,"":6,"extra":7}"#
+                .to_string(),
+        ];
+        let mut shared = JsonScratch::default();
+        for round in 0..2 {
+            for line in &lines {
+                let mut f = Fields::default();
+                let kept = parse_line(line, &mut f, &mut shared, 2024);
+                let fresh = parse(line);
+                assert_eq!(kept.map(|_| f), fresh, "round {round}: {line}");
+            }
+        }
+        // and a key cut at the end of the line is an error, not a match
+        let mut f = Fields::default();
+        assert!(parse_line(r#"{"ts"#, &mut f, &mut shared, 2024).is_err());
+        assert!(parse_line(
+            r#"{"ts":"2024-03-01T10:00:00Z","level"#,
+            &mut f,
+            &mut shared,
+            2024
+        )
+        .is_err());
     }
 
     fn parse(line: &str) -> Result<Fields, String> {
