@@ -4,6 +4,20 @@
 
 use std::fmt;
 
+/// `s.trim()`, skipping its search for Unicode white space when `s` starts
+/// and ends with a visible ASCII byte, as nearly every value does (white
+/// space is either ASCII at most a space, or not ASCII).
+#[inline]
+pub fn trim_quick(s: &str) -> &str {
+    let visible = |c: &u8| (b'!'..=b'~').contains(c);
+    let b = s.as_bytes();
+    if b.first().is_some_and(visible) && b.last().is_some_and(visible) {
+        s
+    } else {
+        s.trim()
+    }
+}
+
 /// Normalised severity. Ordered from least to most severe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]
@@ -41,7 +55,7 @@ impl Level {
     /// `E`, `critical`, `crit`, `emerg`, `alert`, `notice`, numeric bunyan/pino
     /// levels 10..60, syslog severities as words) onto a `Level`.
     pub fn parse(s: &str) -> Option<Level> {
-        let s = s.trim();
+        let s = trim_quick(s);
         if s.is_empty() || s.len() > 16 {
             return None;
         }
@@ -451,6 +465,30 @@ mod tests {
             "007", "1.", ".5", "+5", "-", "", "-inf", "NaN", "1e", "1.e3", "0x10", "1_000",
         ] {
             assert!(!is_json_number(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn trim_quick_trims_as_trim_does() {
+        for s in [
+            "",
+            " ",
+            "info",
+            " info",
+            "info ",
+            "\tinfo\n",
+            "\u{a0}info",
+            "info\u{3000}",
+            "é",
+            "éa",
+            "aé",
+            "\u{85}x",
+            "x\u{2028}",
+            "\u{1f}x",
+            "x\u{7f}",
+            "a b",
+        ] {
+            assert_eq!(trim_quick(s), s.trim(), "{s:?}");
         }
     }
 

@@ -220,7 +220,7 @@ pub fn from_epoch_number(v: f64) -> Option<i64> {
 
 /// Parses any supported timestamp text in full: ISO, CLF, syslog, or an epoch number.
 pub fn parse_any(s: &str, year_hint: i64) -> Option<i64> {
-    let s = s.trim();
+    let s = crate::record::trim_quick(s);
     if let Some((us, _)) = parse_iso_prefix(s) {
         return Some(us);
     }
