@@ -54,6 +54,34 @@ fn digits(b: &[u8], start: usize, n: usize) -> Option<u32> {
     Some(v)
 }
 
+thread_local! {
+    /// The date part (`YYYY-MM-DD`) of the ISO timestamp this thread read
+    /// last, with its day number: the lines of a log mostly share their
+    /// date, so its digits and calendar arithmetic are done once per date.
+    static LAST_ISO_DATE: std::cell::Cell<([u8; 10], i64)> =
+        const { std::cell::Cell::new(([0; 10], 0)) };
+}
+
+/// Days since the epoch of the `YYYY-MM-DD` that `b` starts with (its
+/// dashes already checked), or `None` if it is not a valid date.
+fn iso_days(b: &[u8]) -> Option<i64> {
+    let date: [u8; 10] = b.get(..10)?.try_into().ok()?;
+    // never a date's bytes before the first one: it holds no dashes
+    let (last, days) = LAST_ISO_DATE.get();
+    if last == date {
+        return Some(days);
+    }
+    let y = digits(b, 0, 4)? as i64;
+    let mo = digits(b, 5, 2)?;
+    let d = digits(b, 8, 2)?;
+    if !((1..=12).contains(&mo) && (1..=31).contains(&d)) {
+        return None;
+    }
+    let days = days_from_civil(y, mo, d);
+    LAST_ISO_DATE.set((date, days));
+    Some(days)
+}
+
 fn valid_ymdhms(mo: u32, d: u32, h: u32, mi: u32, s: u32) -> bool {
     (1..=12).contains(&mo) && (1..=31).contains(&d) && h < 24 && mi < 60 && s <= 60
 }
@@ -68,13 +96,11 @@ pub fn parse_iso_prefix(s: &str) -> Option<(i64, usize)> {
     if b[10] != b'T' && b[10] != b' ' && b[10] != b't' {
         return None;
     }
-    let y = digits(b, 0, 4)? as i64;
-    let mo = digits(b, 5, 2)?;
-    let d = digits(b, 8, 2)?;
+    let days = iso_days(b)?;
     let h = digits(b, 11, 2)?;
     let mi = digits(b, 14, 2)?;
     let sec = digits(b, 17, 2)?;
-    if !valid_ymdhms(mo, d, h, mi, sec) {
+    if !(h < 24 && mi < 60 && sec <= 60) {
         return None;
     }
     let mut i = 19;
@@ -116,7 +142,6 @@ pub fn parse_iso_prefix(s: &str) -> Option<(i64, usize)> {
             _ => {}
         }
     }
-    let days = days_from_civil(y, mo, d);
     let secs = days * 86400 + h as i64 * 3600 + mi as i64 * 60 + sec as i64 - offset_s;
     Some((secs * 1_000_000 + frac_us, i))
 }
@@ -273,6 +298,59 @@ mod tests {
         );
         assert!(parse_iso_prefix("2023-13-14T22:13:20Z").is_none());
         assert!(parse_iso_prefix("not a date at all, no").is_none());
+    }
+
+    #[test]
+    fn the_remembered_date_gives_what_the_date_itself_gives() {
+        // dates changing, repeating, invalid between valid ones and across
+        // months, each checked against the calendar arithmetic directly
+        let mut stamps = Vec::new();
+        for (y, m, d) in [
+            (2024, 2, 28),
+            (2024, 2, 29),
+            (2024, 3, 1),
+            (1969, 12, 31),
+            (2024, 2, 29),
+        ] {
+            for t in ["00:00:00Z", "23:59:60Z", "12:30:00.5+01:00"] {
+                stamps.push(format!("{y:04}-{m:02}-{d:02}T{t}"));
+            }
+        }
+        for bad in [
+            "2024-00-10T00:00:00Z",
+            "2024-02-32T00:00:00Z",
+            "2024-0a-10T00:00:00Z",
+            "2024-02-29T24:00:00Z",
+        ] {
+            stamps.insert(4, bad.to_string());
+        }
+        for s in &stamps {
+            let b = s.as_bytes();
+            let (y, m, d) = (
+                digits(b, 0, 4).unwrap() as i64,
+                digits(b, 5, 2),
+                digits(b, 8, 2),
+            );
+            let (h, mi, sec) = (
+                digits(b, 11, 2).unwrap(),
+                digits(b, 14, 2).unwrap(),
+                digits(b, 17, 2).unwrap(),
+            );
+            let want = match (m, d) {
+                (Some(m), Some(d)) if valid_ymdhms(m, d, h, mi, sec) => {
+                    let secs =
+                        days_from_civil(y, m, d) * 86400 + i64::from(h * 3600 + mi * 60 + sec);
+                    let (frac, off) = if s.ends_with("+01:00") {
+                        (500_000, 3600)
+                    } else {
+                        (0, 0)
+                    };
+                    Some((secs - off) * 1_000_000 + frac)
+                }
+                _ => None,
+            };
+            assert_eq!(parse_iso_prefix(s).map(|(us, _)| us), want, "{s}");
+        }
     }
 
     #[test]
