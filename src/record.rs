@@ -55,6 +55,14 @@ impl Level {
     /// `E`, `critical`, `crit`, `emerg`, `alert`, `notice`, numeric bunyan/pino
     /// levels 10..60, syslog severities as words) onto a `Level`.
     pub fn parse(s: &str) -> Option<Level> {
+        // the usual spellings as written, before trimming and lowercasing
+        match s {
+            "info" | "INFO" => return Some(Level::Info),
+            "warn" | "WARN" => return Some(Level::Warn),
+            "error" | "ERROR" => return Some(Level::Error),
+            "debug" | "DEBUG" => return Some(Level::Debug),
+            _ => {}
+        }
         let s = trim_quick(s);
         if s.is_empty() || s.len() > 16 {
             return None;
@@ -505,6 +513,19 @@ mod tests {
             ("notice", Level::Info),
             ("50", Level::Error),
             ("dbg", Level::Debug),
+            // the spellings taken before lowercasing, and their neighbours
+            ("info", Level::Info),
+            ("INFO", Level::Info),
+            ("Info", Level::Info),
+            (" info ", Level::Info),
+            ("WARN", Level::Warn),
+            ("Warn", Level::Warn),
+            ("error", Level::Error),
+            ("ERROR", Level::Error),
+            ("Error\n", Level::Error),
+            ("debug", Level::Debug),
+            ("DEBUG", Level::Debug),
+            ("dEbUg", Level::Debug),
         ] {
             assert_eq!(Level::parse(s), Some(l), "{s}");
         }
