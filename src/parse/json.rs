@@ -267,24 +267,19 @@ impl<'a> Scanner<'a> {
             }
             self.expect(b':', "':'")?;
             self.ws();
-            match self.b.get(self.i) {
+            // a string or scalar value, assigned below; an object or array
+            // is taken here
+            let value = match self.b.get(self.i) {
                 None => return self.err("value"),
                 Some(b'"') => {
                     let (vraw, vesc) = self.string_raw()?;
-                    let v = if vesc {
+                    Some(if vesc {
                         scratch.clear();
                         unescape(vraw, scratch);
                         Value::Str(scratch)
                     } else {
                         Value::Str(vraw)
-                    };
-                    if remembered.is_some() {
-                        memo.assign_remembered(at, f, kraw, v, year);
-                    } else if plain {
-                        memo.assign(at, f, kraw, v, year);
-                    } else {
-                        fields::assign(f, prefix, v, year);
-                    }
+                    })
                 }
                 Some(b'{') if depth < MAX_DEPTH => {
                     if plain {
@@ -292,6 +287,7 @@ impl<'a> Scanner<'a> {
                     }
                     prefix.push('.');
                     self.object(prefix, f, scratch, memo, year, depth + 1)?;
+                    None
                 }
                 Some(b'{') | Some(b'[') => {
                     let start = self.i;
@@ -306,16 +302,17 @@ impl<'a> Scanner<'a> {
                     } else {
                         f.push_extra_str(key, raw);
                     }
+                    None
                 }
-                Some(_) => {
-                    let v = self.scalar_literal()?;
-                    if remembered.is_some() {
-                        memo.assign_remembered(at, f, kraw, v, year);
-                    } else if plain {
-                        memo.assign(at, f, kraw, v, year);
-                    } else {
-                        fields::assign(f, prefix, v, year);
-                    }
+                Some(_) => Some(self.scalar_literal()?),
+            };
+            if let Some(v) = value {
+                if remembered.is_some() {
+                    memo.assign_remembered(at, f, kraw, v, year);
+                } else if plain {
+                    memo.assign(at, f, kraw, v, year);
+                } else {
+                    fields::assign(f, prefix, v, year);
                 }
             }
             at += 1;
