@@ -120,7 +120,7 @@ impl Source {
                 // no newline in `max` bytes: one huge line, returned cut
                 break;
             }
-            want = want.saturating_mul(2).min(max);
+            want = next_block_target(want, max);
         }
         if buf.is_empty() {
             return Ok(None);
