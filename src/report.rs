@@ -2,7 +2,7 @@
 //! `analyze`/`detect`, and the self-contained HTML report (minijinja template
 //! `templates/report.html`, inline SVG charts, no network needed).
 
-use crate::detect::Detection;
+use crate::detect::{Detection, MIN_SCORED_WINDOWS};
 use crate::features::{F_COUNT, F_LAT_MEAN};
 use anyhow::Result;
 use serde::Serialize;
@@ -21,6 +21,15 @@ fn clip(s: &str, n: usize) -> String {
     }
 }
 
+/// `n` and the noun, plural unless `n` is 1.
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// The ranked anomaly table and the rarest lines, as text.
 pub fn text(d: &Detection, top: usize) -> String {
     let mut s = String::new();
@@ -28,14 +37,23 @@ pub fn text(d: &Detection, top: usize) -> String {
         s.push_str("detection: no timestamped lines to analyse\n");
         return s;
     }
-    s.push_str(&format!(
-        "\nanomalies: {} of {} windows ({} windows, {} services, score threshold {:.3})\n",
-        d.anomalies.len(),
-        d.windows,
-        d.window,
-        d.service_count,
-        d.threshold
-    ));
+    if d.threshold.is_finite() {
+        s.push_str(&format!(
+            "\nanomalies: {} of {} windows ({} windows, {}, score threshold {:.3})\n",
+            d.anomalies.len(),
+            d.windows,
+            d.window,
+            plural(d.service_count, "service"),
+            d.threshold
+        ));
+    } else {
+        s.push_str(&format!(
+            "\nanomalies: not scored: {} ({} windows, {}); scoring needs at least {MIN_SCORED_WINDOWS} windows\n",
+            plural(d.windows, "window"),
+            d.window,
+            plural(d.service_count, "service"),
+        ));
+    }
     if !d.anomalies.is_empty() {
         s.push_str(&format!(
             "{:<20}  {:<14}  {:>5}  {}\n",
@@ -183,5 +201,61 @@ pub fn html(d: &Detection, title: &str) -> Result<String> {
         height => H,
         first => first.map(crate::parse::time::format_micros),
         last => last.map(crate::parse::time::format_micros),
+        scored => d.threshold.is_finite(),
+        min_windows => MIN_SCORED_WINDOWS,
     })?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detection(windows: usize, threshold: f64) -> Detection {
+        Detection {
+            window: "1m".into(),
+            windows,
+            service_count: 2,
+            threshold,
+            anomalies: Vec::new(),
+            rare_lines: Vec::new(),
+            features: Default::default(),
+            scores: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn too_few_windows_are_reported_as_not_scored_not_as_a_nan_threshold() {
+        let few = detection(3, f64::NAN);
+        let t = text(&few, 10);
+        assert!(
+            t.contains(
+                "not scored: 3 windows (1m windows, 2 services); scoring needs at least 8 windows"
+            ),
+            "{t}"
+        );
+        assert!(!t.to_lowercase().contains("nan"), "{t}");
+        let mut one = detection(1, f64::NAN);
+        one.service_count = 1;
+        assert!(text(&one, 10).contains("not scored: 1 window (1m windows, 1 service);"));
+        let h = html(&few, "few").unwrap();
+        assert!(
+            h.contains("Not scored: scoring needs at least 8 windows."),
+            "{h}"
+        );
+        assert!(!h.contains("NaN") && !h.contains("threshold"), "{h}");
+
+        let scored = detection(40, 0.6123);
+        let t = text(&scored, 10);
+        assert!(
+            t.contains(
+                "anomalies: 0 of 40 windows (1m windows, 2 services, score threshold 0.612)"
+            ),
+            "{t}"
+        );
+        let h = html(&scored, "scored").unwrap();
+        assert!(
+            h.contains("0 anomalous windows\n(score threshold 0.612)."),
+            "{h}"
+        );
+    }
 }

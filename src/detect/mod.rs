@@ -129,6 +129,10 @@ pub struct RareLine {
     pub first: LineRef,
 }
 
+/// Fewer windows than this are stored but not scored: the forest and the
+/// per-service baselines need a few windows to tell usual from unusual.
+pub const MIN_SCORED_WINDOWS: usize = 8;
+
 /// Everything one detection pass found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Detection {
@@ -226,7 +230,12 @@ pub fn run(
         features: Windows::default(),
         scores: Vec::new(),
     };
-    if w.len() < 8 {
+    if w.len() < MIN_SCORED_WINDOWS {
+        det.service_count = w
+            .service
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len();
         det.features = w;
         return Ok(det);
     }
