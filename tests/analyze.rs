@@ -242,6 +242,17 @@ fn bad_input_is_rejected_with_reasons_and_good_lines_kept() {
     let f = run(&["analyze", s(&p), "--format", "xml"]);
     assert_eq!(f.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&f.stderr).contains("xml"));
+    let none = run(&[
+        "generate",
+        "--lines",
+        "0",
+        "--out",
+        s(&dir.path().join("none.log")),
+    ]);
+    assert_eq!(none.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&none.stderr);
+    assert!(err.contains("--lines") && err.contains("'0'"), "{err}");
+    assert!(!dir.path().join("none.log").exists());
 }
 
 #[test]

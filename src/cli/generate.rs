@@ -13,8 +13,8 @@ use std::io::{BufWriter, Write};
     after_help = "Examples:\n  logsentry generate --lines 1000000 --out big.log\n  logsentry generate --lines 50000 --format combined --out access.log.gz --seed 7"
 )]
 pub struct GenerateArgs {
-    /// Number of lines.
-    #[arg(long, default_value_t = 100_000)]
+    /// Number of lines (at least 1).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub lines: u64,
     /// Output file (`-` for stdout; `.gz` compresses).
     #[arg(long)]
