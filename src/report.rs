@@ -237,7 +237,10 @@ mod tests {
         let mut one = detection(1, f64::NAN);
         one.service_count = 1;
         assert!(text(&one, 10).contains("not scored: 1 window (1m windows, 1 service);"));
+        let h = html(&one, "one").unwrap();
+        assert!(h.contains("1 window of 1m across 1 service,"), "{h}");
         let h = html(&few, "few").unwrap();
+        assert!(h.contains("3 windows of 1m across 2 services,"), "{h}");
         assert!(
             h.contains("Not scored: scoring needs at least 8 windows."),
             "{h}"
