@@ -74,7 +74,7 @@ fn iso_days(b: &[u8]) -> Option<i64> {
     let y = digits(b, 0, 4)? as i64;
     let mo = digits(b, 5, 2)?;
     let d = digits(b, 8, 2)?;
-    if !((1..=12).contains(&mo) && (1..=31).contains(&d)) {
+    if !valid_date(mo, d) {
         return None;
     }
     let days = days_from_civil(y, mo, d);
@@ -82,8 +82,17 @@ fn iso_days(b: &[u8]) -> Option<i64> {
     Some(days)
 }
 
+fn valid_date(mo: u32, d: u32) -> bool {
+    (1..=12).contains(&mo) && (1..=31).contains(&d)
+}
+
+/// A time of day; second 60 is a leap second.
+fn valid_time(h: u32, mi: u32, s: u32) -> bool {
+    h < 24 && mi < 60 && s <= 60
+}
+
 fn valid_ymdhms(mo: u32, d: u32, h: u32, mi: u32, s: u32) -> bool {
-    (1..=12).contains(&mo) && (1..=31).contains(&d) && h < 24 && mi < 60 && s <= 60
+    valid_date(mo, d) && valid_time(h, mi, s)
 }
 
 /// Parses an ISO 8601 / RFC 3339 date-time at the start of `s`.
@@ -100,7 +109,7 @@ pub fn parse_iso_prefix(s: &str) -> Option<(i64, usize)> {
     let h = digits(b, 11, 2)?;
     let mi = digits(b, 14, 2)?;
     let sec = digits(b, 17, 2)?;
-    if !(h < 24 && mi < 60 && sec <= 60) {
+    if !valid_time(h, mi, sec) {
         return None;
     }
     let mut i = 19;
