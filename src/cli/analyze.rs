@@ -10,7 +10,7 @@ use crate::features::{BatchLines, FeatureInput, LinesCollector};
 use crate::ingest::{parse_block, ParseSettings, Reject};
 use crate::parse::{detect, FormatChoice};
 use crate::source::{fingerprint, next_block_target, Source, FIRST_BLOCK_BYTES};
-use crate::store::{arrow_batch, RunTotals, Store};
+use crate::store::{arrow_batch, NewRun, RunTotals, Store};
 use crate::template::{Miner, DEFAULT_SIMILARITY};
 use anyhow::{Context, Result};
 use arrow::error::ArrowError;
@@ -256,8 +256,7 @@ fn load_one(
     };
     sum.format = Some(format.name());
     let src_name = src.name.clone();
-    let run_id = store.begin_run("analyze", &src.name, Some(&fp), &format.name())?;
-    sum.run_id = Some(run_id);
+    let format_name = format.name();
     let settings = ParseSettings {
         format,
         year,
@@ -276,11 +275,20 @@ fn load_one(
     // streamed INSERT, so parsing the next block overlaps storing this one.
     let (tx, rx) = std::sync::mpsc::sync_channel(IN_FLIGHT_BATCHES);
     let lines = RecordBatchIterator::new(rx, std::sync::Arc::new(arrow_batch::logs_schema()));
+    let run = NewRun {
+        kind: "analyze",
+        source: &src_name,
+        fingerprint: Some(&fp),
+        format: &format_name,
+    };
+    let load = store.begin_file_load(&run, Box::new(lines))?;
+    let run_id = load.run_id;
+    sum.run_id = Some(run_id);
     let mut rejects = Vec::new();
     let mut kept = keep.as_ref().map(|_| LinesCollector::default());
     // the templates as they were, for when DuckDB rolls the INSERT back
     let miner_before = miner.clone();
-    let (stored, produced) = std::thread::scope(|scope| {
+    let (load, produced) = std::thread::scope(|scope| {
         let producer = scope.spawn(|| {
             produce_batches(
                 &mut src,
@@ -297,50 +305,59 @@ fn load_one(
                 pb.as_ref(),
             )
         });
-        let stored = store
-            .append_lines_stream(Box::new(lines))
-            .with_context(|| format!("storing lines of {}", src_name));
+        // a failed INSERT drops the load (rolls it back), which releases
+        // the reader, so the producer stops sending before it is joined
+        let load = match load.insert_lines() {
+            Ok(()) => Ok(load),
+            Err(e) => {
+                drop(load);
+                Err(e.context(format!("storing lines of {src_name}")))
+            }
+        };
         let produced = producer
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the parser thread panicked")));
-        (stored, produced)
+        (load, produced)
     });
-    // After a read error the lines sent before it are stored and the rejects
-    // so far are kept; after a failed INSERT (rolled back) nothing is stored,
-    // and the templates do not count this file's lines either.
-    if stored.is_err() {
-        sum.lines_stored = 0;
-        *miner = miner_before;
-    } else {
-        match (keep.as_mut(), kept) {
-            (Some(k), Some(this)) => k.append(this),
-            _ => *keep = None,
-        }
-    }
-    let result = stored
-        .and_then(|_| store.append_rejects(run_id, &src_name, &rejects))
-        .and(produced);
     if let Some(pb) = &pb {
         pb.finish_and_clear();
     }
-    let totals = RunTotals {
+    let mut totals = RunTotals {
         lines_read: sum.lines_read,
         lines_stored: sum.lines_stored,
         lines_rejected: sum.lines_rejected,
         bytes_read: sum.bytes_read,
     };
-    match result {
+    // After a read error the lines sent before it are stored with the
+    // rejects so far, and the run is marked failed.
+    let stored = load.and_then(|load| {
+        let status = if produced.is_ok() { "done" } else { "failed" };
+        load.finish(&src_name, &rejects, status, &totals, miner.templates())
+    });
+    match stored {
         Ok(()) => {
-            store.finish_run(run_id, "done", &totals)?;
-            Ok(sum)
+            miner.mark_saved();
+            match (keep.as_mut(), kept) {
+                (Some(k), Some(this)) => k.append(this),
+                _ => *keep = None,
+            }
+            if let Err(e) = produced {
+                sum.error = Some(format!("{e:#}"));
+            }
         }
         Err(e) => {
-            // the summary still says what was read and stored before the error
-            let _ = store.finish_run(run_id, "failed", &totals);
+            // Nothing of the file is stored, and the templates do not count
+            // its lines either; a run row says what was read before it failed.
+            *miner = miner_before;
+            sum.lines_stored = 0;
+            totals.lines_stored = 0;
+            let run_id = store.begin_run(&run)?;
+            store.finish_run(run_id, "failed", &totals)?;
+            sum.run_id = Some(run_id);
             sum.error = Some(format!("{e:#}"));
-            Ok(sum)
         }
     }
+    Ok(sum)
 }
 
 /// Loads `args.files`; returns the summary and the ids of runs made.

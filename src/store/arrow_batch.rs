@@ -248,6 +248,18 @@ pub fn windows_batch(
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
 }
 
+/// The Arrow schema of `rejects` rows (`rejects_batch`).
+pub fn rejects_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("source", DataType::Utf8, true),
+        Field::new("line_no", DataType::Int64, true),
+        Field::new("reason", DataType::Utf8, true),
+        Field::new("raw", DataType::Utf8, true),
+        Field::new("ingest_id", DataType::Int64, true),
+        Field::new("message_id", DataType::Utf8, true),
+    ])
+}
+
 /// `rejects` rows as a record batch (empty vector when there are none).
 pub fn rejects_batch(
     rows: &[crate::store::RejectRow<'_>],
@@ -275,21 +287,49 @@ pub fn rejects_batch(
         Arc::new(Int64Array::from(vec![ingest_id; rows.len()])),
         Arc::new(msg.finish()),
     ];
-    let names = [
-        "source",
-        "line_no",
-        "reason",
-        "raw",
-        "ingest_id",
-        "message_id",
-    ];
-    let fields: Vec<Field> = names
-        .iter()
-        .zip(&cols)
-        .map(|(n, c)| Field::new(*n, c.data_type().clone(), true))
-        .collect();
     Ok(vec![RecordBatch::try_new(
-        Arc::new(Schema::new(fields)),
+        Arc::new(rejects_schema()),
+        cols,
+    )?])
+}
+
+/// The Arrow schema of `templates` rows (`templates_batch`).
+pub fn templates_schema() -> Schema {
+    let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
+    Schema::new(vec![
+        Field::new("template_id", DataType::UInt32, false),
+        Field::new("template", DataType::Utf8, false),
+        Field::new("first_seen", ts.clone(), true),
+        Field::new("last_seen", ts, true),
+        Field::new("count", DataType::Int64, false),
+    ])
+}
+
+/// `templates` rows of `templates` as a record batch (empty vector when
+/// there are none).
+pub fn templates_batch(templates: &[&crate::template::Template]) -> Result<Vec<RecordBatch>> {
+    if templates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(UInt32Array::from_iter_values(
+            templates.iter().map(|t| t.id),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            templates.iter().map(|t| t.text()),
+        )),
+        Arc::new(TimestampMicrosecondArray::from_iter(
+            templates.iter().map(|t| t.first_seen),
+        )),
+        Arc::new(TimestampMicrosecondArray::from_iter(
+            templates.iter().map(|t| t.last_seen),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            templates.iter().map(|t| t.count as i64),
+        )),
+    ];
+    Ok(vec![RecordBatch::try_new(
+        Arc::new(templates_schema()),
         cols,
     )?])
 }

@@ -1,8 +1,8 @@
 //! Owns the raw DuckDB handles behind a `Store`: opening the database through
-//! the C API (so extensions are never downloaded), and bulk inserts that hand
-//! Arrow record batches to DuckDB's own parallel `arrow_scan` (an
-//! `INSERT INTO t SELECT * FROM <scan>` in one transaction), which is several
-//! times faster than the row-group-at-a-time appender.
+//! the C API (so extensions are never downloaded), and the bulk connection's
+//! transactions, which hand Arrow record batches to DuckDB's own parallel
+//! `arrow_scan` (`INSERT INTO t SELECT * FROM <scan>`), several times faster
+//! than the row-group-at-a-time appender.
 
 use anyhow::{anyhow, bail, Result};
 use arrow::datatypes::SchemaRef;
@@ -160,8 +160,8 @@ impl BulkConn {
     /// Makes `view` (in the scratch catalog) an Arrow scan over `stream`.
     fn scan_view(&self, stream: &mut FFI_ArrowArrayStream, view: &str) -> Result<()> {
         let cview = cstring(view)?;
-        // SAFETY: `stream` is a valid Arrow C stream; callers keep it alive
-        // until the view is dropped.
+        // SAFETY: `stream` is a valid Arrow C stream; callers keep it alive,
+        // at the same address, until the view is dropped.
         let rc = unsafe {
             ffi::duckdb_arrow_scan(
                 self.conn,
@@ -175,98 +175,198 @@ impl BulkConn {
         Ok(())
     }
 
-    /// `INSERT INTO <file catalog>.main.<table> SELECT * FROM <scratch view>`.
-    fn insert_sql(&self, table: &str, view: &str) -> String {
-        format!(
-            "INSERT INTO \"{}\".main.{table} SELECT * FROM logsentry_scratch.main.{view}",
-            self.target.replace('"', "\"\"")
-        )
+    /// No scans yet; see `Scans`.
+    pub fn scans(&self) -> Scans<'_> {
+        Scans {
+            conn: self,
+            streams: Vec::new(),
+        }
     }
 
-    /// Runs `statements` in one transaction (rolled back on the first
-    /// error); `what` names the debug line with their insert and commit time.
-    fn in_transaction(&self, statements: &[String], what: &str) -> Result<()> {
+    /// Starts a transaction; `what` names its debug line (insert and
+    /// commit time). Declare its scans first (see `Scans`).
+    pub fn begin(&self, what: &'static str) -> Result<Txn<'_>> {
         self.exec("BEGIN TRANSACTION")?;
-        let t0 = std::time::Instant::now();
-        for q in statements {
-            if let Err(e) = self.exec(q) {
-                let _ = self.exec("ROLLBACK");
-                return Err(e);
-            }
-        }
-        let t1 = std::time::Instant::now();
-        let c = self.exec("COMMIT");
-        tracing::debug!(
-            insert_ms = (t1 - t0).as_millis() as u64,
-            commit_ms = t1.elapsed().as_millis() as u64,
-            "{what}"
-        );
-        c
+        Ok(Txn {
+            conn: self,
+            open: true,
+            what,
+            t0: std::time::Instant::now(),
+        })
     }
 
     /// Inserts record batches into tables — `(table, batches)`, columns in
     /// the table's order, one schema per table — in one transaction, through
-    /// DuckDB's parallel Arrow scan.
-    pub fn insert(&self, inserts: Vec<(&str, Vec<RecordBatch>)>) -> Result<()> {
+    /// DuckDB's parallel Arrow scan, after running `first` in it. Does
+    /// nothing when there are no rows.
+    pub fn insert(
+        &self,
+        inserts: Vec<(&str, Vec<RecordBatch>)>,
+        first: impl FnOnce(&Txn<'_>) -> Result<()>,
+    ) -> Result<()> {
         let inserts: Vec<(&str, Vec<RecordBatch>)> =
             inserts.into_iter().filter(|(_, b)| !b.is_empty()).collect();
         if inserts.is_empty() {
             return Ok(());
         }
-        // The streams stay ours (DuckDB's C scan never releases them) and
-        // alive until the views over them are dropped below.
-        let mut streams: Vec<FFI_ArrowArrayStream> = Vec::with_capacity(inserts.len());
-        let mut views = Vec::new();
-        let mut sql = Vec::new();
-        for (i, (table, batches)) in inserts.into_iter().enumerate() {
+        let mut scans = self.scans();
+        let mut views = Vec::with_capacity(inserts.len());
+        for (table, batches) in inserts {
             let schema: SchemaRef = batches[0].schema();
             let reader = RecordBatchIterator::new(batches.into_iter().map(Ok), schema);
-            streams.push(FFI_ArrowArrayStream::new(Box::new(reader)));
-            views.push(format!("logsentry_bulk_{i}"));
-            sql.push(self.insert_sql(table, &views[i]));
+            views.push((table, scans.add(Box::new(reader))?));
         }
-        let mut made = 0;
-        let mut r: Result<()> = Ok(());
-        for (stream, view) in streams.iter_mut().zip(&views) {
-            if let Err(e) = self.scan_view(stream, view) {
-                r = Err(e);
-                break;
+        let txn = self.begin("bulk insert")?;
+        first(&txn)?;
+        for (table, view) in &views {
+            txn.insert_from(table, view)?;
+        }
+        txn.commit()
+    }
+}
+
+/// The Arrow streams a transaction on the bulk connection reads, each
+/// behind a view in the scratch catalog. A transaction may write to one
+/// database only, and a view is a write to the scratch one, so every view
+/// is made before the transaction that reads it begins; batches known only
+/// later go in through `LateBatches`. The views are dropped, then the
+/// streams released, when this is dropped.
+pub struct Scans<'c> {
+    conn: &'c BulkConn,
+    /// Boxed: DuckDB keeps a pointer to each stream while its view exists,
+    /// so a stream must not move when the vector grows.
+    #[allow(clippy::vec_box)]
+    streams: Vec<Box<FFI_ArrowArrayStream>>,
+}
+
+impl Scans<'_> {
+    /// A view DuckDB scans `reader` through; returns its name.
+    pub fn add(&mut self, reader: Box<dyn RecordBatchReader + Send>) -> Result<String> {
+        let view = format!("logsentry_scan_{}", self.streams.len());
+        let mut stream = Box::new(FFI_ArrowArrayStream::new(reader));
+        self.conn.scan_view(&mut stream, &view)?;
+        self.streams.push(stream);
+        Ok(view)
+    }
+}
+
+impl Drop for Scans<'_> {
+    fn drop(&mut self) {
+        for i in 0..self.streams.len() {
+            let drop_view =
+                format!("DROP VIEW IF EXISTS logsentry_scratch.main.logsentry_scan_{i}");
+            if let Err(e) = self.conn.exec(&drop_view) {
+                tracing::debug!("{drop_view}: {e:#}");
             }
-            made += 1;
         }
-        if r.is_ok() {
-            r = self.in_transaction(&sql, "bulk insert");
-        }
-        for view in &views[..made] {
-            let d = self.exec(&format!("DROP VIEW logsentry_scratch.main.{view}"));
-            if r.is_ok() {
-                r = d;
-            }
-        }
-        drop(streams);
-        r
+        // then the streams: a producer still sending learns the reader is gone
+    }
+}
+
+/// A transaction on the bulk connection, rolled back if dropped before
+/// `commit` (also after a statement failed: DuckDB then refuses the rest).
+pub struct Txn<'c> {
+    conn: &'c BulkConn,
+    open: bool,
+    what: &'static str,
+    t0: std::time::Instant,
+}
+
+impl Txn<'_> {
+    /// `<table>` of the database file, for statements in this transaction.
+    pub fn table(&self, table: &str) -> String {
+        format!("\"{}\".main.{table}", self.conn.target.replace('"', "\"\""))
     }
 
-    /// Inserts everything `batches` yields into `table` with one INSERT
-    /// statement (one transaction). DuckDB's threads pull batches as they
-    /// need them, so whoever feeds `batches` keeps producing while DuckDB
-    /// stores, and a whole file leaves at most one partly filled row group
-    /// per thread (a block-per-transaction load leaves two per block, which
-    /// the checkpoint may later have to merge). An `Err` batch aborts the
-    /// insert; nothing of it is stored.
-    pub fn insert_stream(
-        &self,
-        table: &str,
-        batches: Box<dyn RecordBatchReader + Send>,
-    ) -> Result<()> {
-        let mut stream = FFI_ArrowArrayStream::new(batches);
-        let view = "logsentry_stream";
-        self.scan_view(&mut stream, view)?;
-        let r = self.in_transaction(&[self.insert_sql(table, view)], "streamed insert");
-        let d = self.exec(&format!("DROP VIEW logsentry_scratch.main.{view}"));
-        // releases the reader, so a producer still sending learns it is gone
-        drop(stream);
-        r.and(d)
+    /// Runs a statement.
+    pub fn exec(&self, sql: &str) -> Result<()> {
+        self.conn.exec(sql)
+    }
+
+    /// Runs a query returning one integer (such as `INSERT ... RETURNING`).
+    pub fn query_i64(&self, sql: &str) -> Result<i64> {
+        let v = self.conn.query_string(sql)?;
+        v.parse()
+            .map_err(|_| anyhow!("expected an integer from {sql}, got {v:?}"))
+    }
+
+    /// `INSERT INTO <table> SELECT * FROM <view>`, `view` from `Scans::add`.
+    pub fn insert_from(&self, table: &str, view: &str) -> Result<()> {
+        self.exec(&format!(
+            "INSERT INTO {} SELECT * FROM logsentry_scratch.main.{view}",
+            self.table(table)
+        ))
+    }
+
+    pub fn commit(mut self) -> Result<()> {
+        self.open = false;
+        let t1 = std::time::Instant::now();
+        let c = self.conn.exec("COMMIT");
+        tracing::debug!(
+            insert_ms = (t1 - self.t0).as_millis() as u64,
+            commit_ms = t1.elapsed().as_millis() as u64,
+            "{}",
+            self.what
+        );
+        if c.is_err() {
+            let _ = self.conn.exec("ROLLBACK");
+        }
+        c
+    }
+}
+
+impl Drop for Txn<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.conn.exec("ROLLBACK");
+        }
+    }
+}
+
+/// Record batches handed over after the scan over them was declared (see
+/// `Scans`): the reader yields whatever `fill` put in by the time DuckDB
+/// reads it, and ends there.
+#[derive(Clone)]
+pub struct LateBatches {
+    schema: SchemaRef,
+    batches: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<RecordBatch>>>,
+}
+
+impl LateBatches {
+    pub fn new(schema: SchemaRef) -> Self {
+        LateBatches {
+            schema,
+            batches: Default::default(),
+        }
+    }
+
+    /// Queues batches of this reader's schema.
+    pub fn fill(&self, batches: Vec<RecordBatch>) -> Result<()> {
+        if let Some(b) = batches.iter().find(|b| b.schema() != self.schema) {
+            bail!(
+                "a batch's schema {:?} is not the declared {:?}",
+                b.schema(),
+                self.schema
+            );
+        }
+        self.batches
+            .lock()
+            .map_err(|_| anyhow!("a thread panicked holding the batches"))?
+            .extend(batches);
+        Ok(())
+    }
+}
+
+impl Iterator for LateBatches {
+    type Item = Result<RecordBatch, arrow::error::ArrowError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.batches.lock().ok()?.pop_front().map(Ok)
+    }
+}
+
+impl RecordBatchReader for LateBatches {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
     }
 }
 

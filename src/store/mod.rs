@@ -1,8 +1,8 @@
 //! Owns the DuckDB database: the schema (the public contract users query),
 //! columnar appends (Arrow record batches through DuckDB's Arrow scan: a
-//! file's lines in one streamed INSERT, a broker micro-batch in one
-//! transaction), runs bookkeeping, templates, and the queries the CLI and
-//! the web layer share.
+//! file's load — run row, lines in one streamed INSERT, rejects, totals,
+//! templates — in one transaction, a broker micro-batch in another), runs
+//! bookkeeping, templates, and the queries the CLI and the web layer share.
 
 pub mod arrow_batch;
 pub mod bulk;
@@ -12,6 +12,7 @@ use crate::ingest::Reject;
 use crate::template::Template;
 use anyhow::{Context, Result};
 use duckdb::{params, Connection};
+use std::sync::Arc;
 
 /// The schema. `CREATE ... IF NOT EXISTS` so opening an existing file is a no-op.
 pub const SCHEMA: &str = r#"
@@ -246,80 +247,63 @@ impl Store {
         })
     }
 
+    /// The bulk connection, which every write of rows goes through.
+    fn bulk(&self) -> Result<&bulk::BulkConn> {
+        self.bulk
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("database {} is open read-only", self.path))
+    }
+
     /// Records the start of a run and returns its id (also the `ingest_id`).
-    pub fn begin_run(
-        &self,
-        kind: &str,
-        source: &str,
-        fingerprint: Option<&str>,
-        format: &str,
-    ) -> Result<i64> {
-        // one statement (one commit): the next id and the row together
-        let id: i64 = self.conn.query_row(
-            "INSERT INTO runs (run_id, kind, source, fingerprint, format, started_at, status)
-             SELECT coalesce(max(run_id), 0) + 1, ?, ?, ?, ?, current_timestamp::TIMESTAMP, 'running'
-             FROM runs
-             RETURNING run_id",
-            params![kind, source, fingerprint, format],
-            |r| r.get(0),
-        )?;
+    pub fn begin_run(&self, run: &NewRun<'_>) -> Result<i64> {
+        let txn = self.bulk()?.begin("run start")?;
+        let id = txn.query_i64(&run.insert_sql(&txn))?;
+        txn.commit()?;
         Ok(id)
     }
 
     /// Marks a run finished with its totals.
     pub fn finish_run(&self, run_id: i64, status: &str, t: &RunTotals) -> Result<()> {
-        self.conn.execute(
-            "UPDATE runs SET finished_at = current_timestamp::TIMESTAMP, status = ?, lines_read = ?, lines_stored = ?,
-             lines_rejected = ?, bytes_read = ? WHERE run_id = ?",
-            params![
-                status,
-                t.lines_read as i64,
-                t.lines_stored as i64,
-                t.lines_rejected as i64,
-                t.bytes_read as i64,
-                run_id
-            ],
-        )?;
-        Ok(())
+        let txn = self.bulk()?.begin("run end")?;
+        txn.exec(&finish_run_sql(&txn, run_id, status, t))?;
+        txn.commit()
     }
 
-    /// Stores every batch of `logs` rows that `batches` yields with one
-    /// streamed INSERT (see `bulk::BulkConn::insert_stream`).
-    pub fn append_lines_stream(
+    /// Starts loading one file as one transaction (see `FileLoad`): makes
+    /// its `runs` row, whose id the lines `lines` yields must carry as
+    /// their `ingest_id`.
+    pub fn begin_file_load(
         &self,
-        batches: Box<dyn arrow::record_batch::RecordBatchReader + Send>,
-    ) -> Result<()> {
-        self.bulk
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("database {} is open read-only", self.path))?
-            .insert_stream("logs", batches)
+        run: &NewRun<'_>,
+        lines: Box<dyn arrow::record_batch::RecordBatchReader + Send>,
+    ) -> Result<FileLoad<'_>> {
+        let bulk = self.bulk()?;
+        let mut scans = bulk.scans();
+        let lines_view = scans.add(lines)?;
+        let rejects = bulk::LateBatches::new(Arc::new(arrow_batch::rejects_schema()));
+        let rejects_view = scans.add(Box::new(rejects.clone()))?;
+        let templates = bulk::LateBatches::new(Arc::new(arrow_batch::templates_schema()));
+        let templates_view = scans.add(Box::new(templates.clone()))?;
+        let txn = bulk.begin("file load")?;
+        let run_id = txn.query_i64(&run.insert_sql(&txn))?;
+        Ok(FileLoad {
+            txn,
+            _scans: scans,
+            lines_view,
+            rejects: (rejects, rejects_view),
+            templates: (templates, templates_view),
+            run_id,
+        })
     }
 
-    /// Stores the rejected lines of a file load in one transaction.
-    pub fn append_rejects(&self, run_id: i64, source: &str, rejects: &[Reject]) -> Result<()> {
-        let rows: Vec<RejectRow<'_>> = rejects
-            .iter()
-            .map(|r| RejectRow {
-                source,
-                line_no: r.line_no,
-                reason: &r.reason,
-                raw: &r.raw,
-                message_id: None,
-            })
-            .collect();
-        self.bulk_insert(vec![(
-            "rejects",
-            arrow_batch::rejects_batch(&rows, run_id)?,
-        )])
-        .with_context(|| format!("storing rejected lines of {source}"))
-    }
-
-    /// Stores a micro-batch from the broker — lines, rejects and the keys
-    /// of the messages it came from — in one transaction.
+    /// Stores a micro-batch from the broker — lines, rejects, the keys of
+    /// the messages it came from, and the templates they changed — in one
+    /// transaction.
     pub fn append_stream_batch(
         &self,
         run_id: i64,
         batch: &crate::stream::batcher::StreamBatch,
+        templates: &[Template],
     ) -> Result<()> {
         let lines = if batch.lines.is_empty() {
             Vec::new()
@@ -341,14 +325,19 @@ impl Store {
                 message_id: Some(&r.message_key),
             })
             .collect();
-        self.bulk_insert(vec![
-            ("logs", lines),
-            ("rejects", arrow_batch::rejects_batch(&rejects, run_id)?),
-            (
-                "ingested_messages",
-                arrow_batch::messages_batch(&batch.messages, run_id)?,
-            ),
-        ])
+        let TemplateWrite { rows, replaced } = TemplateWrite::of(templates)?;
+        self.bulk()?.insert(
+            vec![
+                ("logs", lines),
+                ("rejects", arrow_batch::rejects_batch(&rejects, run_id)?),
+                (
+                    "ingested_messages",
+                    arrow_batch::messages_batch(&batch.messages, run_id)?,
+                ),
+                ("templates", rows),
+            ],
+            |txn| delete_templates(txn, &replaced),
+        )
     }
 
     /// Which of these message keys were stored before (redelivery check).
@@ -368,17 +357,6 @@ impl Store {
             }
         }
         Ok(out)
-    }
-
-    /// One transaction of Arrow inserts (see `bulk::BulkConn::insert`).
-    pub fn bulk_insert(
-        &self,
-        inserts: Vec<(&str, Vec<arrow::record_batch::RecordBatch>)>,
-    ) -> Result<()> {
-        self.bulk
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("database {} is open read-only", self.path))?
-            .insert(inserts)
     }
 
     /// All stored templates, to seed the miner so ids stay stable across runs.
@@ -404,29 +382,154 @@ impl Store {
         Ok(rows)
     }
 
-    /// Writes new and changed templates.
+    /// Writes new and changed templates in one transaction.
     pub fn save_templates(&self, templates: &[Template]) -> Result<()> {
-        in_transaction(&self.conn, || {
-            let dirty: Vec<&Template> = templates.iter().filter(|t| t.dirty).collect();
-            let mut del = self
-                .conn
-                .prepare("DELETE FROM templates WHERE template_id = ?")?;
-            for t in dirty.iter().filter(|t| t.stored) {
-                del.execute(params![t.id])?;
-            }
-            let mut app = self.conn.appender("templates")?;
-            for t in &dirty {
-                app.append_row(params![
-                    t.id,
-                    t.text(),
-                    t.first_seen.map(duckdb_ts),
-                    t.last_seen.map(duckdb_ts),
-                    t.count as i64
-                ])?;
-            }
-            app.flush()?;
-            Ok(())
+        let TemplateWrite { rows, replaced } = TemplateWrite::of(templates)?;
+        self.bulk()?.insert(vec![("templates", rows)], |txn| {
+            delete_templates(txn, &replaced)
         })
+    }
+}
+
+/// A new run's `runs` row.
+pub struct NewRun<'a> {
+    /// analyze | consume
+    pub kind: &'a str,
+    pub source: &'a str,
+    pub fingerprint: Option<&'a str>,
+    pub format: &'a str,
+}
+
+impl NewRun<'_> {
+    /// Inserts the row, status `running`, with the next id, returning it.
+    fn insert_sql(&self, txn: &bulk::Txn<'_>) -> String {
+        format!(
+            "INSERT INTO {runs} (run_id, kind, source, fingerprint, format, started_at, status)
+             SELECT coalesce(max(run_id), 0) + 1, {}, {}, {}, {}, current_timestamp::TIMESTAMP, 'running'
+             FROM {runs}
+             RETURNING run_id",
+            sql_text(self.kind),
+            sql_text(self.source),
+            self.fingerprint.map_or("NULL".to_string(), sql_text),
+            sql_text(self.format),
+            runs = txn.table("runs"),
+        )
+    }
+}
+
+/// Sets a run's end time, status and totals.
+fn finish_run_sql(txn: &bulk::Txn<'_>, run_id: i64, status: &str, t: &RunTotals) -> String {
+    format!(
+        "UPDATE {} SET finished_at = current_timestamp::TIMESTAMP, status = {}, lines_read = {},
+         lines_stored = {}, lines_rejected = {}, bytes_read = {} WHERE run_id = {run_id}",
+        txn.table("runs"),
+        sql_text(status),
+        t.lines_read,
+        t.lines_stored,
+        t.lines_rejected,
+        t.bytes_read
+    )
+}
+
+/// `s` as an SQL string literal.
+fn sql_text(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The templates a run created or changed: their rows, and which of them
+/// were stored before (those rows are deleted first, then inserted anew).
+struct TemplateWrite {
+    rows: Vec<arrow::record_batch::RecordBatch>,
+    replaced: Vec<u32>,
+}
+
+impl TemplateWrite {
+    fn of(templates: &[Template]) -> Result<TemplateWrite> {
+        let dirty: Vec<&Template> = templates.iter().filter(|t| t.dirty).collect();
+        Ok(TemplateWrite {
+            rows: arrow_batch::templates_batch(&dirty)?,
+            replaced: dirty.iter().filter(|t| t.stored).map(|t| t.id).collect(),
+        })
+    }
+}
+
+/// Deletes the stored rows of templates `ids` (before their new rows go in).
+fn delete_templates(txn: &bulk::Txn<'_>, ids: &[u32]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
+    txn.exec(&format!(
+        "DELETE FROM {} WHERE template_id IN ({})",
+        txn.table("templates"),
+        ids.join(",")
+    ))
+}
+
+/// One file's load as one transaction on the bulk connection: its `runs`
+/// row, its lines (one streamed INSERT), its rejected lines, its totals and
+/// the templates it changed commit together, so neither a crash nor a
+/// failed INSERT leaves part of it stored. Dropped before `finish`, it is
+/// rolled back.
+pub struct FileLoad<'s> {
+    /// Declared first, so dropped (rolled back) before its views go.
+    txn: bulk::Txn<'s>,
+    _scans: bulk::Scans<'s>,
+    lines_view: String,
+    rejects: (bulk::LateBatches, String),
+    templates: (bulk::LateBatches, String),
+    /// The run's id, the `ingest_id` of its lines.
+    pub run_id: i64,
+}
+
+impl FileLoad<'_> {
+    /// Stores every batch the lines reader yields with one INSERT. DuckDB's
+    /// threads pull batches as they need them, so whoever feeds the reader
+    /// keeps producing while DuckDB stores, and a whole file leaves at most
+    /// one partly filled row group per thread. An `Err` batch fails it, and
+    /// the load must then be dropped (rolled back): the reader is released
+    /// with it, so its producer learns it is gone.
+    pub fn insert_lines(&self) -> Result<()> {
+        self.txn.insert_from("logs", &self.lines_view)
+    }
+
+    /// Stores the rejected lines of `source`, the run's status and totals
+    /// and the changed templates, and commits the load.
+    pub fn finish(
+        self,
+        source: &str,
+        rejects: &[Reject],
+        status: &str,
+        totals: &RunTotals,
+        templates: &[Template],
+    ) -> Result<()> {
+        let rows: Vec<RejectRow<'_>> = rejects
+            .iter()
+            .map(|r| RejectRow {
+                source,
+                line_no: r.line_no,
+                reason: &r.reason,
+                raw: &r.raw,
+                message_id: None,
+            })
+            .collect();
+        if !rows.is_empty() {
+            self.rejects
+                .0
+                .fill(arrow_batch::rejects_batch(&rows, self.run_id)?)?;
+            self.txn
+                .insert_from("rejects", &self.rejects.1)
+                .with_context(|| format!("storing rejected lines of {source}"))?;
+        }
+        let TemplateWrite { rows, replaced } = TemplateWrite::of(templates)?;
+        delete_templates(&self.txn, &replaced)?;
+        if !rows.is_empty() {
+            self.templates.0.fill(rows)?;
+            self.txn.insert_from("templates", &self.templates.1)?;
+        }
+        self.txn
+            .exec(&finish_run_sql(&self.txn, self.run_id, status, totals))?;
+        self.txn.commit()
     }
 }
 
@@ -455,11 +558,6 @@ pub fn in_transaction<T>(conn: &Connection, f: impl FnOnce() -> Result<T>) -> Re
     }
 }
 
-/// Epoch microseconds as a value the appender writes into TIMESTAMP.
-fn duckdb_ts(us: i64) -> duckdb::types::Value {
-    duckdb::types::Value::Timestamp(duckdb::types::TimeUnit::Microsecond, us)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,37 +584,39 @@ mod tests {
             max_line_bytes: 1 << 20,
         };
         let block = parse_block(text.as_bytes(), 1, &settings, &mut miner);
-        let run = store
-            .begin_run("analyze", "mem", Some("fp"), "json")
-            .unwrap();
-        let lines: Vec<_> = block
-            .batches
-            .into_iter()
-            .map(|b| {
-                arrow_batch::to_record_batch(b, "mem", run)
-                    .map_err(|e| arrow::error::ArrowError::ExternalError(e.into()))
-            })
-            .collect();
-        let schema = std::sync::Arc::new(arrow_batch::logs_schema());
-        store
-            .append_lines_stream(Box::new(arrow::record_batch::RecordBatchIterator::new(
-                lines, schema,
-            )))
-            .unwrap();
-        store.append_rejects(run, "mem", &block.rejects).unwrap();
-        store.save_templates(miner.templates()).unwrap();
-        store
-            .finish_run(
-                run,
-                "done",
-                &RunTotals {
-                    lines_read: 3,
-                    lines_stored: 2,
-                    lines_rejected: 1,
-                    bytes_read: 1,
-                },
+        let run = NewRun {
+            kind: "analyze",
+            source: "mem",
+            fingerprint: Some("fp"),
+            format: "json",
+        };
+        let schema = Arc::new(arrow_batch::logs_schema());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let load = store
+            .begin_file_load(
+                &run,
+                Box::new(arrow::record_batch::RecordBatchIterator::new(rx, schema)),
             )
             .unwrap();
+        let run_id = load.run_id;
+        for b in block.batches {
+            tx.send(
+                arrow_batch::to_record_batch(b, "mem", run_id)
+                    .map_err(|e| arrow::error::ArrowError::ExternalError(e.into())),
+            )
+            .unwrap();
+        }
+        drop(tx);
+        load.insert_lines().unwrap();
+        let totals = RunTotals {
+            lines_read: 3,
+            lines_stored: 2,
+            lines_rejected: 1,
+            bytes_read: 1,
+        };
+        load.finish("mem", &block.rejects, "done", &totals, miner.templates())
+            .unwrap();
+        miner.mark_saved();
         let (n, svc, st, lat, extra, ts): (i64, String, i32, f64, String, String) = store
             .conn
             .query_row(
@@ -539,22 +639,138 @@ mod tests {
         assert_eq!(line, 2);
         assert!(reason.contains("JSON"));
         let other = store
-            .begin_run("analyze", "t2", Some("fp"), "json")
+            .begin_run(&NewRun {
+                source: "t2",
+                ..run
+            })
             .unwrap();
         let content = store.runs_of_content("fp").unwrap();
-        assert_eq!(content.run_ids, [run, other]);
+        assert_eq!(content.run_ids, [run_id, other]);
         // the unfinished run counts for cleanup, not as loaded
         let loaded = content.loaded.unwrap();
-        assert_eq!((loaded.run_id, loaded.lines_stored), (run, 2));
+        assert_eq!((loaded.run_id, loaded.lines_stored), (run_id, 2));
         assert!(!loaded.finished_at.is_empty());
         assert!(store.runs_of_content("other").unwrap().run_ids.is_empty());
         let loaded = store.load_templates().unwrap();
         assert_eq!(loaded.len(), miner.len());
-        store.delete_run(run).unwrap();
+        store.delete_run(run_id).unwrap();
         let n: i64 = store
             .conn
             .query_row("SELECT count(*) FROM logs", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 0);
+    }
+
+    /// Loads `text` as one file through a `FileLoad`; `poison` ends the
+    /// lines with an `Err` batch, which must roll the whole load back.
+    fn load_text(
+        store: &Store,
+        miner: &mut Miner,
+        source: &str,
+        text: &str,
+        poison: bool,
+    ) -> Result<i64> {
+        let settings = ParseSettings {
+            format: Format::Json,
+            year: 2024,
+            max_line_bytes: 1 << 20,
+        };
+        let block = parse_block(text.as_bytes(), 1, &settings, miner);
+        let run = NewRun {
+            kind: "analyze",
+            source,
+            fingerprint: Some(source),
+            format: "json",
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let schema = Arc::new(arrow_batch::logs_schema());
+        let load = store.begin_file_load(
+            &run,
+            Box::new(arrow::record_batch::RecordBatchIterator::new(rx, schema)),
+        )?;
+        for b in block.batches {
+            let rb = arrow_batch::to_record_batch(b, source, load.run_id)
+                .map_err(|e| arrow::error::ArrowError::ExternalError(e.into()));
+            tx.send(rb).unwrap();
+        }
+        if poison {
+            tx.send(Err(arrow::error::ArrowError::ComputeError(
+                "poisoned".into(),
+            )))
+            .unwrap();
+        }
+        drop(tx);
+        load.insert_lines()?;
+        let run_id = load.run_id;
+        let totals = RunTotals {
+            lines_read: block.lines_read,
+            lines_stored: block.lines_read - block.rejects.len() as u64,
+            lines_rejected: block.rejects.len() as u64,
+            bytes_read: text.len() as u64,
+        };
+        load.finish(source, &block.rejects, "done", &totals, miner.templates())?;
+        miner.mark_saved();
+        Ok(run_id)
+    }
+
+    fn count(store: &Store, sql: &str) -> i64 {
+        store.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn a_file_load_commits_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("t.duckdb").to_str().unwrap()).unwrap();
+        let mut miner = Miner::default();
+        let line = |i: u32, msg: &str| {
+            format!(r#"{{"ts":"2024-01-01T00:00:0{i}Z","level":"info","msg":"{msg}"}}"#)
+        };
+        let first = format!(
+            "{}\n{}\nnot json\n",
+            line(1, "user 1 logged in"),
+            line(2, "user 2 logged in")
+        );
+        // a quote in the source: every value reaches the SQL as a literal
+        let run = load_text(&store, &mut miner, "it's.log", &first, false).unwrap();
+        assert_eq!(count(&store, "SELECT count(*) FROM logs"), 2);
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count(*) FROM rejects WHERE source = 'it''s.log'"
+            ),
+            1
+        );
+        assert_eq!(
+            count(
+                &store,
+                &format!("SELECT lines_stored FROM runs WHERE status = 'done' AND run_id = {run}")
+            ),
+            2
+        );
+        assert_eq!(count(&store, "SELECT sum(count) FROM templates"), 2);
+
+        // a failed INSERT leaves nothing of the second file: no lines, no
+        // rejects, no run row, no template counts
+        let before = miner.clone();
+        let second = format!("{}\nbroken\n", line(3, "user 3 logged in"));
+        assert!(load_text(&store, &mut miner, "b.log", &second, true).is_err());
+        miner = before;
+        assert_eq!(count(&store, "SELECT count(*) FROM logs"), 2);
+        assert_eq!(count(&store, "SELECT count(*) FROM rejects"), 1);
+        assert_eq!(count(&store, "SELECT count(*) FROM runs"), 1);
+        assert_eq!(count(&store, "SELECT sum(count) FROM templates"), 2);
+
+        // the store is usable after the rollback, and a stored template
+        // the next file counts again is replaced, not duplicated
+        let run = load_text(&store, &mut miner, "b.log", &second, false).unwrap();
+        assert_eq!(run, 2);
+        assert_eq!(count(&store, "SELECT count(*) FROM logs"), 3);
+        assert_eq!(count(&store, "SELECT count(*) FROM rejects"), 2);
+        assert_eq!(
+            count(&store, "SELECT count(*) FROM templates"),
+            miner.len() as i64
+        );
+        assert_eq!(count(&store, "SELECT sum(count) FROM templates"), 3);
+        assert_eq!(store.load_templates().unwrap().len(), miner.len());
     }
 }

@@ -12,7 +12,7 @@ pub mod batcher;
 use crate::config::{redact_url, Config};
 use crate::generate::{live_lines, GenFormat, IncidentKind, Rng};
 use crate::parse::FormatChoice;
-use crate::store::{RunTotals, Store};
+use crate::store::{NewRun, RunTotals, Store};
 use crate::template::{Miner, DEFAULT_SIMILARITY};
 use anyhow::{bail, Context, Result};
 use batcher::Message;
@@ -211,9 +211,7 @@ impl Consumer<'_> {
         let store = self.store;
         let run_id = self.run_id;
         tokio::task::block_in_place(|| -> Result<()> {
-            store.append_stream_batch(run_id, &batch)?;
-            store.save_templates(self.miner.templates())?;
-            Ok(())
+            store.append_stream_batch(run_id, &batch, self.miner.templates())
         })?;
         self.miner.mark_saved();
         if let Some(newest) = batch.lines.ts.iter().flatten().max() {
@@ -352,7 +350,12 @@ impl Consumer<'_> {
 /// reconnecting with backoff when the broker goes away.
 pub async fn consume(cfg: &Config, opts: &ConsumeOptions, store: &Store) -> Result<ConsumeStats> {
     let source = format!("amqp:{}", cfg.rabbitmq.queue);
-    let run_id = store.begin_run("consume", &source, None, &opts_format_name(&opts.format))?;
+    let run_id = store.begin_run(&NewRun {
+        kind: "consume",
+        source: &source,
+        fingerprint: None,
+        format: &opts_format_name(&opts.format),
+    })?;
     let detector = if opts.detect {
         Some(crate::detect::online::OnlineDetector::new(
             crate::detect::DetectSettings::from_config(&cfg.detect)?,
