@@ -1,16 +1,18 @@
 //! Owns `logsentry analyze`: reads each file block by block, parses and mines
-//! templates in parallel on a producer thread, streams the lines of each file
-//! into DuckDB with one INSERT (one transaction) while it parses, refuses to
-//! load the same content twice (unless `--replace`), and prints a summary
-//! (text, or JSON with `--json`).
+//! templates in parallel on a parser thread, streams the lines of each file
+//! into DuckDB with one INSERT while it parses (the file's run row, lines,
+//! rejects, totals and templates in one transaction), starts parsing the
+//! first file while DuckDB creates a new database, refuses to load the same
+//! content twice (unless `--replace`), and prints a summary (text, or JSON
+//! with `--json`).
 
 use crate::config::Config;
 use crate::detect::Scope;
 use crate::features::{BatchLines, FeatureInput, LinesCollector};
 use crate::ingest::{parse_block, ParseSettings, Reject};
-use crate::parse::{detect, FormatChoice};
+use crate::parse::{detect, Format, FormatChoice};
 use crate::source::{fingerprint, next_block_target, Source, FIRST_BLOCK_BYTES};
-use crate::store::{arrow_batch, NewRun, RunTotals, Store};
+use crate::store::{arrow_batch, FileLoad, NewRun, RunTotals, Store};
 use crate::template::{Miner, DEFAULT_SIMILARITY};
 use anyhow::{Context, Result};
 use arrow::error::ArrowError;
@@ -202,6 +204,208 @@ fn produce_batches(
     Ok(())
 }
 
+/// A file opened and its first block read, before anything is stored.
+struct Input {
+    src: Source,
+    first: Vec<u8>,
+    /// The size the first block was read with.
+    first_target: usize,
+    fp: String,
+    format: Format,
+}
+
+/// A source opened: its first block and the rest, or that it is empty.
+enum Opened {
+    Input(Input),
+    /// The name of an empty source.
+    Empty(String),
+}
+
+impl Input {
+    /// What the `runs` row of its load says about it.
+    fn file_run(&self) -> FileRun {
+        FileRun {
+            source: self.src.name.clone(),
+            fp: self.fp.clone(),
+            format: self.format.name(),
+        }
+    }
+
+    /// Opens `path`, reads its first block and settles its format
+    /// (`--format`, or detected from its first lines).
+    fn open(path: &str, args: &AnalyzeArgs, cfg: &Config, year: i64) -> Result<Opened> {
+        let mut src = Source::open(path)?;
+        // a small first block: DuckDB starts storing while later blocks are read
+        let first_target = FIRST_BLOCK_BYTES.min(cfg.ingest.block_bytes);
+        let Some(first) = src.next_block(first_target, cfg.ingest.block_bytes)? else {
+            return Ok(Opened::Empty(src.name));
+        };
+        let fp = fingerprint(&first, src.size_on_disk);
+        let format = match &args.format {
+            FormatChoice::Fixed(f) => f.clone(),
+            FormatChoice::Auto => {
+                let head = &first[..first.len().min(64 << 10)];
+                let text = String::from_utf8_lossy(head);
+                let sample: Vec<&str> = text.lines().take(64).collect();
+                detect(&sample, year)
+            }
+        };
+        Ok(Opened::Input(Input {
+            src,
+            first,
+            first_target,
+            fp,
+            format,
+        }))
+    }
+}
+
+/// What a parser thread hands back when its input ends.
+struct Parsed {
+    /// A read error, which ended the input early.
+    read: Result<()>,
+    /// The counts of what was read, stored and rejected.
+    sum: FileSummary,
+    rejects: Vec<Reject>,
+    /// The feature columns of the lines sent, when kept (see `produce_batches`).
+    kept: Option<LinesCollector>,
+    miner: Miner,
+}
+
+/// A file being parsed on its own thread, which sends its lines as `logs`
+/// record batches for run `run_id` down a channel (see `produce_batches`).
+struct Parser {
+    thread: std::thread::JoinHandle<Parsed>,
+    run_id: i64,
+    file: FileRun,
+    pb: Option<indicatif::ProgressBar>,
+    /// The templates as they were before this file, for a rollback.
+    miner_before: Miner,
+}
+
+impl Parser {
+    /// Starts parsing `input` (whose run is `file`) with `miner` on a new
+    /// thread; batches go to `tx`.
+    #[allow(clippy::too_many_arguments)]
+    fn spawn(
+        input: Input,
+        file: FileRun,
+        path: &str,
+        miner: Miner,
+        run_id: i64,
+        keep: bool,
+        cfg: &Config,
+        year: i64,
+        tx: SyncSender<ArrowBatch>,
+    ) -> Parser {
+        let Input {
+            mut src,
+            first,
+            first_target,
+            format,
+            ..
+        } = input;
+        let pb = progress_bar(
+            if path.ends_with(".gz") {
+                None
+            } else {
+                src.size_on_disk
+            },
+            &src.name,
+        );
+        let settings = ParseSettings {
+            format,
+            year,
+            max_line_bytes: cfg.ingest.max_line_bytes,
+        };
+        let block_bytes = cfg.ingest.block_bytes;
+        let miner_before = miner.clone();
+        let thread_pb = pb.clone();
+        let thread = std::thread::spawn(move || {
+            let mut parsed = Parsed {
+                read: Ok(()),
+                sum: FileSummary {
+                    source: src.name.clone(),
+                    format: Some(settings.format.name()),
+                    run_id: Some(run_id),
+                    ..Default::default()
+                },
+                rejects: Vec::new(),
+                kept: keep.then(LinesCollector::default),
+                miner,
+            };
+            parsed.read = produce_batches(
+                &mut src,
+                first,
+                first_target,
+                &settings,
+                &mut parsed.miner,
+                block_bytes,
+                run_id,
+                tx,
+                &mut parsed.sum,
+                &mut parsed.rejects,
+                &mut parsed.kept,
+                thread_pb.as_ref(),
+            );
+            parsed
+        });
+        Parser {
+            thread,
+            run_id,
+            file,
+            pb,
+            miner_before,
+        }
+    }
+
+    /// Waits for the thread to end, once its channel is gone (it learns
+    /// so at its next batch).
+    fn stop(self) {
+        let _ = self.thread.join();
+        if let Some(pb) = &self.pb {
+            pb.finish_and_clear();
+        }
+    }
+}
+
+/// What the `runs` row of a file's load says about the file.
+struct FileRun {
+    source: String,
+    fp: String,
+    format: String,
+}
+
+impl FileRun {
+    fn new_run(&self) -> NewRun<'_> {
+        NewRun {
+            kind: "analyze",
+            source: &self.source,
+            fingerprint: Some(&self.fp),
+            format: &self.format,
+        }
+    }
+}
+
+/// The channel between a parser thread and DuckDB: at most
+/// `IN_FLIGHT_BATCHES` batches wait in it.
+fn lines_channel() -> (
+    SyncSender<ArrowBatch>,
+    std::sync::mpsc::Receiver<ArrowBatch>,
+) {
+    std::sync::mpsc::sync_channel(IN_FLIGHT_BATCHES)
+}
+
+/// The `logs` record batches from a parser thread as DuckDB reads them.
+fn lines_reader(
+    rx: std::sync::mpsc::Receiver<ArrowBatch>,
+) -> Box<dyn arrow::record_batch::RecordBatchReader + Send> {
+    Box::new(RecordBatchIterator::new(
+        rx,
+        std::sync::Arc::new(arrow_batch::logs_schema()),
+    ))
+}
+
 /// Loads one source into the store. Errors before loading starts are returned;
 /// an error while loading is set in the summary, beside the counts so far.
 /// With `keep`, the feature columns of the lines stored are added to it
@@ -215,28 +419,27 @@ fn load_one(
     year: i64,
     keep: &mut Option<LinesCollector>,
 ) -> Result<FileSummary> {
-    let mut src = Source::open(path)?;
-    let mut sum = FileSummary {
-        source: src.name.clone(),
-        ..Default::default()
+    let input = match Input::open(path, args, cfg, year)? {
+        Opened::Input(input) => input,
+        Opened::Empty(source) => {
+            return Ok(FileSummary {
+                source,
+                ..Default::default()
+            })
+        }
     };
-    // a small first block: DuckDB starts storing while later blocks are read
-    let first_target = FIRST_BLOCK_BYTES.min(cfg.ingest.block_bytes);
-    let Some(first) = src.next_block(first_target, cfg.ingest.block_bytes)? else {
-        sum.error = None;
-        sum.format = None;
-        return Ok(sum);
-    };
-    let fp = fingerprint(&first, src.size_on_disk);
-    let content = store.runs_of_content(&fp)?;
+    let content = store.runs_of_content(&input.fp)?;
     if let Some(prior) = content.loaded {
         if !args.replace {
-            sum.already_loaded = Some(format!(
-                "already loaded as run {} from {} at {} ({} lines); use --replace to load it again",
-                prior.run_id, prior.source, prior.finished_at, prior.lines_stored
-            ));
-            sum.prior_run_id = Some(prior.run_id);
-            return Ok(sum);
+            return Ok(FileSummary {
+                source: input.src.name,
+                already_loaded: Some(format!(
+                    "already loaded as run {} from {} at {} ({} lines); use --replace to load it again",
+                    prior.run_id, prior.source, prior.finished_at, prior.lines_stored
+                )),
+                prior_run_id: Some(prior.run_id),
+                ..Default::default()
+            });
         }
     }
     // drop earlier copies: replaced ones, and unfinished runs of a crash
@@ -245,83 +448,64 @@ fn load_one(
             miner.forget(template_id, n as u64);
         }
     }
-    let format = match &args.format {
-        FormatChoice::Fixed(f) => f.clone(),
-        FormatChoice::Auto => {
-            let head = &first[..first.len().min(64 << 10)];
-            let text = String::from_utf8_lossy(head);
-            let sample: Vec<&str> = text.lines().take(64).collect();
-            detect(&sample, year)
+    let (tx, rx) = lines_channel();
+    let file = input.file_run();
+    let load = store.begin_file_load(&file.new_run(), lines_reader(rx))?;
+    let taken = std::mem::take(miner);
+    let parser = Parser::spawn(
+        input,
+        file,
+        path,
+        taken,
+        load.run_id,
+        keep.is_some(),
+        cfg,
+        year,
+        tx,
+    );
+    store_parsed(store, load, parser, miner, keep)
+}
+
+/// Stores what `parser` sends through `load` (whose lines reader is the
+/// parser's channel), then its rejects, totals and templates, and gives the
+/// templates back to `miner`. A read error marks the run failed (the lines
+/// before it are stored); a failed INSERT stores nothing of the file and
+/// records a failed run.
+fn store_parsed(
+    store: &Store,
+    load: FileLoad<'_>,
+    parser: Parser,
+    miner: &mut Miner,
+    keep: &mut Option<LinesCollector>,
+) -> Result<FileSummary> {
+    // a failed INSERT drops the load (rolls it back), which releases the
+    // reader, so the parser stops sending before it is joined
+    let load = match load.insert_lines() {
+        Ok(()) => Ok(load),
+        Err(e) => {
+            drop(load);
+            Err(e.context(format!("storing lines of {}", parser.file.source)))
         }
     };
-    sum.format = Some(format.name());
-    let src_name = src.name.clone();
-    let format_name = format.name();
-    let settings = ParseSettings {
-        format,
-        year,
-        max_line_bytes: cfg.ingest.max_line_bytes,
-    };
-    let pb = progress_bar(
-        if path.ends_with(".gz") {
-            None
-        } else {
-            src.size_on_disk
-        },
-        &src.name,
-    );
-    // A producer thread reads and parses block after block and sends the
-    // Arrow batches down a bounded channel; DuckDB pulls them into one
-    // streamed INSERT, so parsing the next block overlaps storing this one.
-    let (tx, rx) = std::sync::mpsc::sync_channel(IN_FLIGHT_BATCHES);
-    let lines = RecordBatchIterator::new(rx, std::sync::Arc::new(arrow_batch::logs_schema()));
-    let run = NewRun {
-        kind: "analyze",
-        source: &src_name,
-        fingerprint: Some(&fp),
-        format: &format_name,
-    };
-    let load = store.begin_file_load(&run, Box::new(lines))?;
-    let run_id = load.run_id;
-    sum.run_id = Some(run_id);
-    let mut rejects = Vec::new();
-    let mut kept = keep.as_ref().map(|_| LinesCollector::default());
-    // the templates as they were, for when DuckDB rolls the INSERT back
-    let miner_before = miner.clone();
-    let (load, produced) = std::thread::scope(|scope| {
-        let producer = scope.spawn(|| {
-            produce_batches(
-                &mut src,
-                first,
-                first_target,
-                &settings,
-                miner,
-                cfg.ingest.block_bytes,
-                run_id,
-                tx,
-                &mut sum,
-                &mut rejects,
-                &mut kept,
-                pb.as_ref(),
-            )
-        });
-        // a failed INSERT drops the load (rolls it back), which releases
-        // the reader, so the producer stops sending before it is joined
-        let load = match load.insert_lines() {
-            Ok(()) => Ok(load),
-            Err(e) => {
-                drop(load);
-                Err(e.context(format!("storing lines of {src_name}")))
-            }
-        };
-        let produced = producer
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("the parser thread panicked")));
-        (load, produced)
-    });
-    if let Some(pb) = &pb {
+    let parsed = parser.thread.join();
+    if let Some(pb) = &parser.pb {
         pb.finish_and_clear();
     }
+    let Ok(parsed) = parsed else {
+        *miner = parser.miner_before;
+        anyhow::bail!(
+            "the parser thread panicked while reading {}",
+            parser.file.source
+        );
+    };
+    let Parsed {
+        read,
+        mut sum,
+        rejects,
+        kept,
+        miner: after,
+    } = parsed;
+    *miner = after;
     let mut totals = RunTotals {
         lines_read: sum.lines_read,
         lines_stored: sum.lines_stored,
@@ -331,8 +515,14 @@ fn load_one(
     // After a read error the lines sent before it are stored with the
     // rejects so far, and the run is marked failed.
     let stored = load.and_then(|load| {
-        let status = if produced.is_ok() { "done" } else { "failed" };
-        load.finish(&src_name, &rejects, status, &totals, miner.templates())
+        let status = if read.is_ok() { "done" } else { "failed" };
+        load.finish(
+            &parser.file.source,
+            &rejects,
+            status,
+            &totals,
+            miner.templates(),
+        )
     });
     match stored {
         Ok(()) => {
@@ -341,29 +531,102 @@ fn load_one(
                 (Some(k), Some(this)) => k.append(this),
                 _ => *keep = None,
             }
-            if let Err(e) = produced {
+            if let Err(e) = read {
                 sum.error = Some(format!("{e:#}"));
             }
         }
         Err(e) => {
             // Nothing of the file is stored, and the templates do not count
             // its lines either; a run row says what was read before it failed.
-            *miner = miner_before;
             sum.lines_stored = 0;
             totals.lines_stored = 0;
-            let run_id = store.begin_run(&run)?;
-            store.finish_run(run_id, "failed", &totals)?;
-            sum.run_id = Some(run_id);
+            let failed_run = store
+                .begin_run(&parser.file.new_run())
+                .and_then(|id| store.finish_run(id, "failed", &totals).map(|()| id));
+            *miner = parser.miner_before;
+            sum.run_id = Some(failed_run?);
             sum.error = Some(format!("{e:#}"));
         }
     }
     Ok(sum)
 }
 
+/// The first file's parsing, started before the database is open when the
+/// database does not exist yet. A new database holds no templates and no
+/// runs, so the first file's run id (1) and template ids are known before
+/// DuckDB is up, and one core parses while the other opens the database
+/// (≈ 40 ms on one core). `load_files` checks that the database really was
+/// new before it stores anything of it.
+pub struct HeadStart {
+    parser: Parser,
+    lines: std::sync::mpsc::Receiver<ArrowBatch>,
+}
+
+impl HeadStart {
+    /// Starts parsing the first file when `db` does not exist and the file
+    /// can be read again should the head start be dropped (not stdin).
+    pub fn begin(db: &str, args: &AnalyzeArgs, cfg: &Config, year: i64) -> Option<HeadStart> {
+        let path = args.files.first()?;
+        if path == "-" || std::path::Path::new(db).exists() {
+            return None;
+        }
+        // an unreadable or empty file is reported by the usual path
+        let Ok(Opened::Input(input)) = Input::open(path, args, cfg, year) else {
+            return None;
+        };
+        let (tx, lines) = lines_channel();
+        let file = input.file_run();
+        let parser = Parser::spawn(
+            input,
+            file,
+            path,
+            Miner::default(),
+            1,
+            !args.no_detect,
+            cfg,
+            year,
+            tx,
+        );
+        Some(HeadStart { parser, lines })
+    }
+
+    /// Stores the first file if the database was new after all (no
+    /// templates, and the run made is run 1). Otherwise stops the parser
+    /// and returns `None`: the file is then loaded the usual way.
+    fn load(
+        self,
+        store: &Store,
+        miner: &mut Miner,
+        keep: &mut Option<LinesCollector>,
+    ) -> Option<Result<FileSummary>> {
+        let HeadStart { parser, lines } = self;
+        if miner.is_empty() {
+            // the reader (and the channel) goes with a load dropped here
+            match store.begin_file_load(&parser.file.new_run(), lines_reader(lines)) {
+                Ok(load) if load.run_id == parser.run_id => {
+                    return Some(store_parsed(store, load, parser, miner, keep))
+                }
+                Ok(load) => drop(load),
+                Err(e) => tracing::debug!("the head start is dropped: {e:#}"),
+            }
+        } else {
+            drop(lines);
+        }
+        parser.stop();
+        None
+    }
+}
+
 /// Loads `args.files`; returns the summary and the ids of runs made.
-pub fn load_files(args: &AnalyzeArgs, cfg: &Config, store: &Store) -> Result<Summary> {
+/// `head` is the first file's head start, if it got one.
+pub fn load_files(
+    args: &AnalyzeArgs,
+    cfg: &Config,
+    store: &Store,
+    year: i64,
+    mut head: Option<HeadStart>,
+) -> Result<Summary> {
     let t0 = Instant::now();
-    let year = crate::parse::time::current_year();
     let mut miner = Miner::with_stored(DEFAULT_SIMILARITY, store.load_templates()?);
     let templates_before = miner.len();
     let mut summary = Summary {
@@ -372,7 +635,14 @@ pub fn load_files(args: &AnalyzeArgs, cfg: &Config, store: &Store) -> Result<Sum
     };
     let mut kept = (!args.no_detect).then(LinesCollector::default);
     for path in &args.files {
-        let fs = match load_one(store, &mut miner, path, args, cfg, year, &mut kept) {
+        let loaded = match head
+            .take()
+            .and_then(|h| h.load(store, &mut miner, &mut kept))
+        {
+            Some(loaded) => loaded,
+            None => load_one(store, &mut miner, path, args, cfg, year, &mut kept),
+        };
+        let fs = match loaded {
             Ok(s) => s,
             Err(e) => FileSummary {
                 source: path.clone(),
@@ -487,8 +757,10 @@ pub fn run(args: AnalyzeArgs, cfg: Config) -> Result<i32> {
     }
     let t0 = Instant::now();
     let db = args.db.clone().unwrap_or_else(|| cfg.db.clone());
+    let year = crate::parse::time::current_year();
+    let head = HeadStart::begin(&db, &args, &cfg, year);
     let store = Store::open(&db)?;
-    let mut summary = load_files(&args, &cfg, &store)?;
+    let mut summary = load_files(&args, &cfg, &store, year, head)?;
     if !args.no_detect {
         let runs: Vec<i64> = summary
             .files
@@ -522,4 +794,100 @@ pub fn run(args: AnalyzeArgs, cfg: Config) -> Result<i32> {
         eprintln!("error: some inputs could not be read (see above)");
     }
     Ok(if failed { 1 } else { 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(file: &str, db: &str) -> AnalyzeArgs {
+        AnalyzeArgs {
+            files: vec![file.to_string()],
+            db: Some(db.to_string()),
+            format: FormatChoice::Auto,
+            json: true,
+            replace: false,
+            no_detect: true,
+            detect: Default::default(),
+        }
+    }
+
+    fn write_lines(path: &std::path::Path, msg: &str, n: usize) {
+        let text: String = (0..n)
+            .map(|i| {
+                format!(
+                    "{{\"ts\":\"2024-01-01T00:00:{:02}Z\",\"level\":\"info\",\"service\":\"api\",\"msg\":\"{msg} {i}\"}}\n",
+                    i % 60
+                )
+            })
+            .collect();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn count(store: &Store, sql: &str) -> i64 {
+        store.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn a_head_start_loads_a_new_database_and_gives_way_when_it_was_not_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+        write_lines(&a, "user logged in", 300);
+        write_lines(&b, "cache miss for key", 200);
+        let cfg = Config::default();
+        let year = 2024;
+
+        // a new database: the first file is parsed before it is opened
+        let db = dir.path().join("new.duckdb");
+        let db = db.to_str().unwrap();
+        let args_a = args(a.to_str().unwrap(), db);
+        let head = HeadStart::begin(db, &args_a, &cfg, year);
+        assert!(head.is_some());
+        let store = Store::open(db).unwrap();
+        let sum = load_files(&args_a, &cfg, &store, year, head).unwrap();
+        assert_eq!((sum.lines_stored, sum.files[0].run_id), (300, Some(1)));
+        assert_eq!(
+            count(&store, "SELECT count(*) FROM logs WHERE ingest_id = 1"),
+            300
+        );
+        assert_eq!(count(&store, "SELECT sum(count) FROM templates"), 300);
+        drop(store);
+        // the database exists now: no head start
+        assert!(HeadStart::begin(db, &args(b.to_str().unwrap(), db), &cfg, year).is_none());
+
+        // the database appears after the head start began (another process):
+        // the head start is dropped and the file loaded the usual way
+        let db = dir.path().join("raced.duckdb");
+        let db = db.to_str().unwrap();
+        let args_b = args(b.to_str().unwrap(), db);
+        let head = HeadStart::begin(db, &args_b, &cfg, year);
+        assert!(head.is_some());
+        let other = Store::open(db).unwrap();
+        load_files(&args(a.to_str().unwrap(), db), &cfg, &other, year, None).unwrap();
+        drop(other);
+        let store = Store::open(db).unwrap();
+        let sum = load_files(&args_b, &cfg, &store, year, head).unwrap();
+        assert_eq!((sum.lines_stored, sum.files[0].run_id), (200, Some(2)));
+        assert_eq!(count(&store, "SELECT count(*) FROM logs"), 500);
+        assert_eq!(
+            count(&store, "SELECT count(*) FROM runs WHERE status = 'done'"),
+            2
+        );
+        // template ids stay unique, and each file's lines count once
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count(*) - count(DISTINCT template_id) FROM templates"
+            ),
+            0
+        );
+        assert_eq!(count(&store, "SELECT sum(count) FROM templates"), 500);
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count(DISTINCT l.template_id) FROM logs l JOIN templates t USING (template_id) WHERE l.ingest_id = 2"
+            ),
+            count(&store, "SELECT count(DISTINCT template_id) FROM logs WHERE ingest_id = 2")
+        );
+    }
 }
