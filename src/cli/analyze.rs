@@ -793,6 +793,8 @@ pub fn run(args: AnalyzeArgs, cfg: Config) -> Result<i32> {
     if failed && !args.json {
         eprintln!("error: some inputs could not be read (see above)");
     }
+    // the command ends here, and the process with it (main)
+    store.close_at_exit()?;
     Ok(if failed { 1 } else { 0 })
 }
 

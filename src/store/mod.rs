@@ -172,6 +172,20 @@ impl Store {
         })
     }
 
+    /// Closes the database of a process about to exit: checkpoints it, as
+    /// closing does, and leaves the rest of DuckDB's teardown to the exit,
+    /// where the kernel drops the process's memory at once (freeing DuckDB's
+    /// buffers one by one took 40–50 ms after a 1M-line load). Not for a
+    /// process that goes on: the database stays open, and its memory held,
+    /// until the process ends.
+    pub fn close_at_exit(self) -> Result<()> {
+        self.conn
+            .execute_batch("CHECKPOINT")
+            .with_context(|| format!("cannot checkpoint {}", self.path))?;
+        std::mem::forget(self);
+        Ok(())
+    }
+
     /// Opens an existing database read-only (the `sql` command, the console).
     pub fn open_read_only(path: &str) -> Result<Store> {
         if !std::path::Path::new(path).exists() {
