@@ -10,16 +10,19 @@ use crate::config::Config;
 use crate::detect::Scope;
 use crate::features::{BatchLines, FeatureInput, LinesCollector};
 use crate::ingest::{parse_block, ParseSettings, Reject};
+use crate::parse::time::format_seconds;
 use crate::parse::{detect, Format, FormatChoice};
+use crate::record::LogBatch;
 use crate::source::{fingerprint, next_block_target, Source, FIRST_BLOCK_BYTES};
 use crate::store::{arrow_batch, FileLoad, NewRun, RunTotals, Store};
 use crate::template::{Miner, DEFAULT_SIMILARITY};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use arrow::error::ArrowError;
 use arrow::record_batch::{RecordBatch, RecordBatchIterator};
 use clap::Args;
 use rayon::prelude::*;
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::sync::mpsc::SyncSender;
 use std::time::Instant;
@@ -68,6 +71,45 @@ pub struct FileSummary {
     /// The earlier run holding this content, when skipped.
     pub prior_run_id: Option<i64>,
     pub error: Option<String>,
+    /// The time span and services of the lines stored.
+    #[serde(skip)]
+    seen: Seen,
+}
+
+/// The time span and services of lines, for the summary: gathered from
+/// each batch while parsing instead of read back from DuckDB.
+#[derive(Debug, Default)]
+struct Seen {
+    first_us: Option<i64>,
+    last_us: Option<i64>,
+    /// Each line's service, else its host, else `-`.
+    services: BTreeSet<String>,
+}
+
+impl Seen {
+    fn of(b: &LogBatch) -> Seen {
+        let mut names: ahash::AHashSet<&str> = ahash::AHashSet::new();
+        // lines of one service often come together: skip the set for them
+        let mut last = None;
+        for i in 0..b.len() {
+            let name = b.service.get(i).or_else(|| b.host.get(i)).unwrap_or("-");
+            if last != Some(name) {
+                names.insert(name);
+                last = Some(name);
+            }
+        }
+        Seen {
+            first_us: b.ts.iter().flatten().min().copied(),
+            last_us: b.ts.iter().flatten().max().copied(),
+            services: names.into_iter().map(str::to_string).collect(),
+        }
+    }
+
+    fn add(&mut self, other: Seen) {
+        self.first_us = self.first_us.into_iter().chain(other.first_us).min();
+        self.last_us = self.last_us.into_iter().chain(other.last_us).max();
+        self.services.extend(other.services);
+    }
 }
 
 /// The `analyze` summary (also its `--json` output).
@@ -126,25 +168,23 @@ const IN_FLIGHT_BATCHES: usize = 32;
 
 /// Reads `src` block by block from `first` (read with `first_target`
 /// bytes) on, each block twice the last up to `block_bytes`, parses and
-/// mines each block on the rayon pool, and sends its lines as `logs` record
-/// batches to `tx` until the input ends or the receiver is gone. Counts go to `sum`,
-/// rejected lines to `rejects`. With `keep` each batch's feature columns are
-/// kept there too (`None` after a batch whose columns could not be kept). A
-/// read error ends the stream (the lines sent so far are still stored) and
-/// is returned.
+/// mines each block on the rayon pool (with `out.miner`), and sends its
+/// lines as `logs` record batches to `tx` until the input ends or the
+/// receiver is gone. Counts, time span and services go to `out.sum`,
+/// rejected lines to `out.rejects`, and, when kept, each batch's feature
+/// columns to `out.kept` (`None` after a batch whose columns could not be
+/// kept). A read error ends the stream (the lines sent so far are still
+/// stored) and is returned.
 #[allow(clippy::too_many_arguments)]
 fn produce_batches(
     src: &mut Source,
     first: Vec<u8>,
     first_target: usize,
     settings: &ParseSettings,
-    miner: &mut Miner,
     block_bytes: usize,
     run_id: i64,
     tx: SyncSender<ArrowBatch>,
-    sum: &mut FileSummary,
-    rejects: &mut Vec<Reject>,
-    keep: &mut Option<LinesCollector>,
+    out: &mut Parsed,
     pb: Option<&indicatif::ProgressBar>,
 ) -> Result<()> {
     let mut next_line = 1i64;
@@ -152,19 +192,20 @@ fn produce_batches(
     let mut block = Some(first);
     while let Some(b) = block.take() {
         let t_parse = Instant::now();
-        let mut parsed = parse_block(&b, next_line, settings, miner);
+        let mut parsed = parse_block(&b, next_line, settings, &mut out.miner);
         let t_arrow = Instant::now();
         let stored = parsed.stored() as u64;
-        let keeping = keep.is_some();
-        let batches: Vec<(ArrowBatch, Option<Result<BatchLines>>)> =
+        let keeping = out.kept.is_some();
+        let batches: Vec<(ArrowBatch, Seen, Option<Result<BatchLines>>)> =
             std::mem::take(&mut parsed.batches)
                 .into_par_iter()
                 .filter(|lb| !lb.is_empty())
                 .map(|lb| {
                     let lines = keeping.then(|| BatchLines::of(&lb));
+                    let seen = Seen::of(&lb);
                     let rb = arrow_batch::to_record_batch(lb, &src.name, run_id)
                         .map_err(|e| ArrowError::ExternalError(e.into()));
-                    (rb, lines)
+                    (rb, seen, lines)
                 })
                 .collect();
         tracing::debug!(
@@ -174,21 +215,23 @@ fn produce_batches(
             "block"
         );
         next_line += parsed.lines_read as i64;
+        let sum = &mut out.sum;
         sum.lines_read += parsed.lines_read;
         sum.lines_stored += stored;
         sum.lines_rejected += parsed.rejects.len() as u64;
         sum.bytes_read += b.len() as u64;
-        rejects.append(&mut parsed.rejects);
+        out.rejects.append(&mut parsed.rejects);
         drop(parsed);
-        for (batch, lines) in batches {
-            match (keep.as_mut(), lines) {
+        for (batch, seen, lines) in batches {
+            match (out.kept.as_mut(), lines) {
                 (Some(k), Some(Ok(l))) => k.push(l),
                 (Some(_), Some(Err(e))) => {
                     tracing::debug!("detection will read the lines back from DuckDB: {e:#}");
-                    *keep = None;
+                    out.kept = None;
                 }
                 _ => {}
             }
+            out.sum.seen.add(seen);
             if tx.send(batch).is_err() {
                 // DuckDB stopped reading: its error is reported by the caller
                 return Ok(());
@@ -339,13 +382,10 @@ impl Parser {
                 first,
                 first_target,
                 &settings,
-                &mut parsed.miner,
                 block_bytes,
                 run_id,
                 tx,
-                &mut parsed.sum,
-                &mut parsed.rejects,
-                &mut parsed.kept,
+                &mut parsed,
                 thread_pb.as_ref(),
             );
             parsed
@@ -539,6 +579,7 @@ fn store_parsed(
             // Nothing of the file is stored, and the templates do not count
             // its lines either; a run row says what was read before it failed.
             sum.lines_stored = 0;
+            sum.seen = Seen::default();
             totals.lines_stored = 0;
             let failed_run = store
                 .begin_run(&parser.file.new_run())
@@ -672,31 +713,13 @@ pub fn load_files(
     }
     summary.templates_total = miner.len();
     summary.templates_new = miner.len() - templates_before;
-    let runs: Vec<String> = summary
-        .files
-        .iter()
-        .filter_map(|f| f.run_id.map(|r| r.to_string()))
-        .collect();
-    if !runs.is_empty() {
-        let ids = runs.join(",");
-        // one scan for the time span and the services
-        let (first, last, services): (Option<String>, Option<String>, String) =
-            store.conn.query_row(
-                &format!(
-                    "SELECT strftime(min(ts), '%Y-%m-%dT%H:%M:%SZ'),
-                            strftime(max(ts), '%Y-%m-%dT%H:%M:%SZ'),
-                            to_json(coalesce(list(DISTINCT coalesce(service, host, '-')
-                                                  ORDER BY coalesce(service, host, '-')), []))::VARCHAR
-                     FROM logs WHERE ingest_id IN ({ids})"
-                ),
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
-        summary.first_ts = first;
-        summary.last_ts = last;
-        summary.services = serde_json::from_str(&services)
-            .with_context(|| format!("reading the services of runs {ids}"))?;
+    let mut seen = Seen::default();
+    for f in &mut summary.files {
+        seen.add(std::mem::take(&mut f.seen));
     }
+    summary.first_ts = seen.first_us.map(format_seconds);
+    summary.last_ts = seen.last_us.map(format_seconds);
+    summary.services = seen.services.into_iter().collect();
     summary.seconds = t0.elapsed().as_secs_f64();
     let secs = summary.seconds.max(1e-9);
     summary.lines_per_sec = (summary.lines_read as f64 / secs).round();
@@ -828,6 +851,44 @@ mod tests {
 
     fn count(store: &Store, sql: &str) -> i64 {
         store.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn seen_spans_times_and_names_each_line_by_service_then_host() {
+        let text = concat!(
+            r#"{"ts":"2024-05-01T10:00:00Z","host":"h1","msg":"a"}"#,
+            "\n",
+            r#"{"ts":"2024-05-01T09:00:00.7Z","service":"","msg":"b"}"#,
+            "\n",
+            r#"{"msg":"c","level":"info"}"#,
+            "\n",
+            r#"{"ts":"2024-05-02T10:00:00Z","service":"zeta","host":"h2","msg":"d"}"#,
+            "\n"
+        );
+        let settings = ParseSettings {
+            format: Format::Json,
+            year: 2024,
+            max_line_bytes: 1 << 20,
+        };
+        let parsed = parse_block(text.as_bytes(), 1, &settings, &mut Miner::default());
+        let mut seen = Seen::default();
+        for b in &parsed.batches {
+            seen.add(Seen::of(b));
+        }
+        assert_eq!(
+            seen.first_us.map(format_seconds).as_deref(),
+            Some("2024-05-01T09:00:00Z")
+        );
+        assert_eq!(
+            seen.last_us.map(format_seconds).as_deref(),
+            Some("2024-05-02T10:00:00Z")
+        );
+        // an empty service is a name; a line with neither is `-`
+        assert_eq!(
+            seen.services.into_iter().collect::<Vec<_>>(),
+            ["", "-", "h1", "zeta"]
+        );
+        assert!(Seen::default().first_us.is_none());
     }
 
     #[test]

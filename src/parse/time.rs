@@ -30,12 +30,22 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// Formats epoch microseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn format_micros(us: i64) -> String {
-    let secs = us.div_euclid(1_000_000);
     let frac_ms = us.rem_euclid(1_000_000) / 1000;
+    format!("{}.{frac_ms:03}Z", format_seconds_bare(us))
+}
+
+/// Formats epoch microseconds as `YYYY-MM-DDTHH:MM:SSZ` (whole seconds).
+pub fn format_seconds(us: i64) -> String {
+    format!("{}Z", format_seconds_bare(us))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of epoch microseconds.
+fn format_seconds_bare(us: i64) -> String {
+    let secs = us.div_euclid(1_000_000);
     let (y, m, d) = civil_from_days(secs.div_euclid(86400));
     let sod = secs.rem_euclid(86400);
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac_ms:03}Z",
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
         sod / 3600,
         (sod / 60) % 60,
         sod % 60
