@@ -180,6 +180,7 @@ impl BulkConn {
         Scans {
             conn: self,
             streams: Vec::new(),
+            views: Vec::new(),
         }
     }
 
@@ -237,24 +238,29 @@ pub struct Scans<'c> {
     /// so a stream must not move when the vector grows.
     #[allow(clippy::vec_box)]
     streams: Vec<Box<FFI_ArrowArrayStream>>,
+    views: Vec<String>,
 }
+
+/// Numbers the scan views, so that views of two `Scans` never share a name.
+static NEXT_SCAN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Scans<'_> {
     /// A view DuckDB scans `reader` through; returns its name.
     pub fn add(&mut self, reader: Box<dyn RecordBatchReader + Send>) -> Result<String> {
-        let view = format!("logsentry_scan_{}", self.streams.len());
+        let n = NEXT_SCAN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let view = format!("logsentry_scan_{n}");
         let mut stream = Box::new(FFI_ArrowArrayStream::new(reader));
         self.conn.scan_view(&mut stream, &view)?;
         self.streams.push(stream);
+        self.views.push(view.clone());
         Ok(view)
     }
 }
 
 impl Drop for Scans<'_> {
     fn drop(&mut self) {
-        for i in 0..self.streams.len() {
-            let drop_view =
-                format!("DROP VIEW IF EXISTS logsentry_scratch.main.logsentry_scan_{i}");
+        for view in &self.views {
+            let drop_view = format!("DROP VIEW IF EXISTS logsentry_scratch.main.{view}");
             if let Err(e) = self.conn.exec(&drop_view) {
                 tracing::debug!("{drop_view}: {e:#}");
             }
@@ -298,6 +304,7 @@ impl Txn<'_> {
         ))
     }
 
+    /// Commits (a failed COMMIT is rolled back); logs the time spent.
     pub fn commit(mut self) -> Result<()> {
         self.open = false;
         let t1 = std::time::Instant::now();
