@@ -892,6 +892,51 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_insert_stores_nothing_of_the_file_and_records_a_failed_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("a.log");
+        write_lines(&log, "user logged in", 300);
+        let db = dir.path().join("t.duckdb");
+        let (db, path) = (db.to_str().unwrap(), log.to_str().unwrap());
+        let cfg = Config::default();
+        let store = Store::open(db).unwrap();
+        let Opened::Input(input) = Input::open(path, &args(path, db), &cfg, 2024).unwrap() else {
+            panic!("the file is not empty");
+        };
+        let file = input.file_run();
+        // DuckDB reads a batch that could not be made: the INSERT fails
+        let poisoned = RecordBatchIterator::new(
+            [Err(ArrowError::ComputeError("poisoned".into()))],
+            std::sync::Arc::new(arrow_batch::logs_schema()),
+        );
+        let load = store
+            .begin_file_load(&file.new_run(), Box::new(poisoned))
+            .unwrap();
+        let (tx, rx) = lines_channel();
+        drop(rx);
+        let miner = Miner::default();
+        let parser = Parser::spawn(input, file, path, miner, load.run_id, false, &cfg, 2024, tx);
+        let mut miner = Miner::default();
+        let sum = store_parsed(&store, load, parser, &mut miner, &mut None).unwrap();
+        assert!(sum.error.unwrap().contains("poisoned"));
+        assert_eq!(sum.lines_stored, 0);
+        assert!(
+            miner.is_empty(),
+            "the templates do not count the file's lines"
+        );
+        assert_eq!(count(&store, "SELECT count(*) FROM logs"), 0);
+        assert_eq!(count(&store, "SELECT count(*) FROM templates"), 0);
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count(*) FROM runs WHERE status = 'failed' AND lines_stored = 0"
+            ),
+            1
+        );
+        assert_eq!(count(&store, "SELECT count(*) FROM runs"), 1);
+    }
+
+    #[test]
     fn a_head_start_loads_a_new_database_and_gives_way_when_it_was_not_new() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("a.log"), dir.path().join("b.log"));
