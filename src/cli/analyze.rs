@@ -702,6 +702,8 @@ pub fn load_files(
         }
         summary.files.push(fs);
     }
+    // each load saved its templates; what is left changed outside one (the
+    // lines `--replace` took out, when loading the file again then failed)
     store.save_templates(miner.templates())?;
     // a template is new in the window of its first line in the whole
     // database, which the miner (seeded from the stored templates) knows
