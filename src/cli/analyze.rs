@@ -364,15 +364,17 @@ impl Parser {
         let block_bytes = cfg.ingest.block_bytes;
         let miner_before = miner.clone();
         let thread_pb = pb.clone();
+        // the summary names the file as its run row does
+        let sum = FileSummary {
+            source: file.source.clone(),
+            format: Some(file.format.clone()),
+            run_id: Some(run_id),
+            ..Default::default()
+        };
         let thread = std::thread::spawn(move || {
             let mut parsed = Parsed {
                 read: Ok(()),
-                sum: FileSummary {
-                    source: src.name.clone(),
-                    format: Some(settings.format.name()),
-                    run_id: Some(run_id),
-                    ..Default::default()
-                },
+                sum,
                 rejects: Vec::new(),
                 kept: keep.then(LinesCollector::default),
                 miner,
